@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import { Tid } from './common.js';
+
+export const DescriptorOpen = z
+  .object({ tid: Tid.optional().describe('thread that opens the device (created if new); descriptors belong to the kernel') })
+  .strict();
+
+export const DescriptorView = z
+  .object({
+    fd: z.number().int(),
+    state: z.string().describe("the driver's own state name: Linux kcov->mode (DISABLED, INIT, TRACE_PC, TRACE_CMP, UNIQUE_PC); OpenBSD NONE/READY/TRACE/DYING; FreeBSD OPEN/READY/RUNNING/DYING; NetBSD derived"),
+    mode: z.enum(['pc', 'cmp']).nullable().describe('trace mode while enabled'),
+    words: z.number().int().nullable().describe('area size in words (entries), null before the size ioctl'),
+    count: z.number().int().nullable().describe('count word as stored, null before the size ioctl'),
+    capacity: z.number().int().nullable().describe('records that fit in the current (or last) mode'),
+    owner: z.number().int().nullable().describe('tid of the thread this descriptor is bound to'),
+    closed: z.boolean().describe('closed, but still held by its tracing thread'),
+    remote: z.unknown().describe('remote attachment, or null'),
+  })
+  .catchall(z.unknown());
+
+export const DescriptorList = z.object({ descriptors: z.array(DescriptorView) });
+
+export const IoctlParams = z.object({
+  kernel: z.string(),
+  fd: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  cmd: z.string().min(1).max(64).describe("ioctl name (KCOV_INIT_TRACE …) or request number, decimal or 0x hex, as the dialect's header defines it on a 64-bit kernel"),
+});
+
+export const IoctlBody = z
+  .object({
+    tid: Tid,
+    arg: z
+      .union([z.number(), z.string(), z.record(z.string(), z.unknown()), z.null()])
+      .optional()
+      .describe('the argument: a number (size, mode, 0), a mode name "pc"/"cmp", or a struct as an object (KCOV_REMOTE_ENABLE, KIOREMOTEATTACH); absent means 0'),
+  })
+  .strict();
+
+export const IoctlReply = z.object({ ret: z.number().int(), descriptor: DescriptorView });

@@ -1,0 +1,6 @@
+export * from './common.js';
+export * from './kernels.js';
+export * from './descriptors.js';
+export * from './threads.js';
+export * from './events.js';
+export * from './coverage.js';

@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { Dialect, KernelName } from './common.js';
+
+export const KernelCreate = z
+  .object({
+    name: KernelName.optional().describe('kernel name; generated (k1, k2 …) when absent'),
+    dialect: Dialect,
+    ncpus: z.number().int().min(1).max(1024).optional().describe('CPUs (per-CPU remote areas); KCOV_NCPUS when absent'),
+    max_entries: z
+      .number()
+      .int()
+      .min(1)
+      .max(0x7fffffff)
+      .optional()
+      .describe("largest size the size ioctl accepts (never above the dialect's own limit); mirrors a fleet's real kernels"),
+  })
+  .strict();
+
+export const KernelView = z.object({
+  name: z.string(),
+  dialect: Dialect,
+  ncpus: z.number().int(),
+  descriptors: z.number().int().describe('open descriptors'),
+  threads: z.number().int(),
+  remotes: z.number().int(),
+  memory: z.number().int().describe('bytes held by this kernel’s areas'),
+  max_entries: z.number().int().describe('largest size the size ioctl accepts'),
+  min_entries: z.number().int().describe('smallest size the size ioctl accepts'),
+});
+
+export const KernelList = z.object({ kernels: z.array(KernelView) });

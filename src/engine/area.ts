@@ -1,0 +1,134 @@
+/**
+ * Coverage areas: what userspace maps. Word 0 holds the record count; record i
+ * of stride s starts at word 1 + i*s (PC stride 1, CMP stride 4). All four
+ * kernels agree on the capacity, floor((words - 1) / stride), and on what
+ * happens past it: the record is dropped and the count does not move.
+ *
+ * Ownership ([E] = only the engine, synchronously, inside one request):
+ * the bytes of an area change only through the writers below, a count reset
+ * or a remote move; nothing holds a reference across an await.
+ */
+
+export const WORD = 8;
+export const PC_STRIDE = 1;
+export const CMP_STRIDE = 4;
+const TWO32 = 0x1_0000_0000;
+
+export type TraceMode = 'pc' | 'cmp';
+
+export function strideOf(mode: TraceMode): number {
+  return mode === 'cmp' ? CMP_STRIDE : PC_STRIDE;
+}
+
+/** A word-addressed window on a buffer: a whole area, or the trace part of one. */
+export class Area {
+  /** [I] memory of the whole allocation. */
+  readonly buffer: ArrayBuffer;
+  /** [I] first word of this window in the buffer (0 for a whole area). */
+  readonly base: number;
+  /** [I] length of this window in words, count word included. */
+  readonly words: number;
+  /** [I] views over the window; u32[2k] and u32[2k+1] are word k's halves. */
+  readonly u32: Uint32Array;
+  readonly bytes: Uint8Array;
+
+  constructor(buffer: ArrayBuffer, base = 0, words = buffer.byteLength / WORD - base) {
+    this.buffer = buffer;
+    this.base = base;
+    this.words = words;
+    this.u32 = new Uint32Array(buffer, base * WORD, words * 2);
+    this.bytes = new Uint8Array(buffer, base * WORD, words * WORD);
+  }
+
+  static allocate(words: number): Area {
+    return new Area(new ArrayBuffer(words * WORD));
+  }
+
+  /** The same memory, starting `offset` words in (KCOV_UNIQUE_ENABLE's trace). */
+  window(offset: number): Area {
+    return new Area(this.buffer, this.base + offset, this.words - offset);
+  }
+
+  /** Count word as stored (always a safe integer here: only the API writes it). */
+  get count(): number {
+    return this.u32[1]! * TWO32 + this.u32[0]!;
+  }
+
+  set count(value: number) {
+    this.u32[0] = value % TWO32;
+    this.u32[1] = Math.floor(value / TWO32);
+  }
+
+  capacity(stride: number): number {
+    return Math.floor((this.words - 1) / stride);
+  }
+
+  /** Records that reading shows: min(count, capacity). */
+  visible(stride: number): number {
+    return Math.min(this.count, this.capacity(stride));
+  }
+
+  /** Free records left; 0 when the count is at or past capacity. */
+  room(stride: number): number {
+    const left = this.capacity(stride) - this.count;
+    return left > 0 ? left : 0;
+  }
+
+  /**
+   * Append whole records from byte chunks (a request body as it arrived). The
+   * chunks together hold `records * stride` words; a record may straddle two
+   * chunks. Copies only what fits, then moves the count once.
+   */
+  appendChunks(chunks: readonly Uint8Array[], records: number, stride: number): number {
+    const take = Math.min(records, this.room(stride));
+    if (take === 0) return 0;
+    let need = take * stride * WORD;
+    let at = (1 + this.count * stride) * WORD;
+    for (let i = 0; i < chunks.length && need > 0; i++) {
+      const chunk = chunks[i]!;
+      if (chunk.length <= need) {
+        this.bytes.set(chunk, at);
+        at += chunk.length;
+        need -= chunk.length;
+      } else {
+        this.bytes.set(chunk.subarray(0, need), at);
+        need = 0;
+      }
+    }
+    this.count = this.count + take;
+    return take;
+  }
+
+  /** Append one PC record from its halves; false when dropped. */
+  pushPC(lo: number, hi: number): boolean {
+    const count = this.count;
+    if (count >= this.capacity(PC_STRIDE)) return false;
+    const w = (1 + count) * 2;
+    this.u32[w] = lo;
+    this.u32[w + 1] = hi;
+    this.count = count + 1;
+    return true;
+  }
+
+  /** Append one CMP record; `v` holds type, arg1, arg2, pc as 8 halves. */
+  pushCmp(v: Uint32Array): boolean {
+    const count = this.count;
+    if (count >= this.capacity(CMP_STRIDE)) return false;
+    this.u32.set(v, (1 + count * CMP_STRIDE) * 2);
+    this.count = count + 1;
+    return true;
+  }
+
+  /** Copy of the window's bytes (a snapshot that later writes cannot tear). */
+  snapshot(): Buffer {
+    return Buffer.from(this.bytes);
+  }
+
+  wordLo(word: number): number {
+    return this.u32[word * 2]!;
+  }
+
+  wordHi(word: number): number {
+    return this.u32[word * 2 + 1]!;
+  }
+}

@@ -1,0 +1,27 @@
+/** Decoding of ioctl arguments as a kernel would read them from a register or copyin. */
+import { fail } from './errno.js';
+import { u64Clamped } from './u64.js';
+
+/** An unsigned long passed by value; absent means 0. Saturates at 2^53. */
+export function ulongArg(arg: unknown, what: string): number {
+  if (arg === undefined || arg === null) return 0;
+  const n = u64Clamped(arg);
+  if (n === null) fail('EINVAL', `${what}: expected an unsigned integer, got ${JSON.stringify(arg)}`);
+  return n;
+}
+
+/**
+ * A mode: the dialect's number or the name "pc" / "cmp". A name maps to the
+ * dialect's number; a number reaches the driver's own check unchanged.
+ */
+export function modeArg(arg: unknown, modes: Readonly<Record<string, number>>, what: string): number {
+  if (typeof arg === 'string' && Object.hasOwn(modes, arg)) return modes[arg]!;
+  return ulongArg(arg, what);
+}
+
+export function objectArg(arg: unknown, what: string): Record<string, unknown> {
+  if (typeof arg !== 'object' || arg === null || Array.isArray(arg)) {
+    fail('EFAULT', `${what}: expected a JSON object as the argument structure`);
+  }
+  return arg as Record<string, unknown>;
+}

@@ -1,0 +1,73 @@
+/**
+ * A dialect is a table of ioctls plus the few rules in which the kernels
+ * differ. Everything they share (areas, capacity, drops, fd table, threads,
+ * event application) lives in the Kernel and Area classes.
+ */
+import type { ErrnoName, DialectName } from './errno.js';
+import type { Descriptor, Thread, TraceTarget } from './model.js';
+import type { Kernel } from './kernel.js';
+import type { Area, TraceMode } from './area.js';
+
+export interface IoctlContext {
+  readonly kernel: Kernel;
+  readonly d: Descriptor;
+  /** The calling thread: `current` in Linux, `curproc`/`curlwp` in the BSDs. */
+  readonly thread: Thread;
+  /** The argument as sent; each command decodes its own. */
+  readonly arg: unknown;
+}
+
+export interface Command {
+  /** Name in the dialect's header. */
+  readonly name: string;
+  /** Request number as the header computes it on a 64-bit kernel. */
+  readonly nr: number;
+  /** What the argument is, for the docs. */
+  readonly argDoc: string;
+  /** Runs the ioctl; returns the ioctl's return value (0). Throws KcovError. */
+  run(ctx: IoctlContext): number;
+}
+
+export interface DialectLimits {
+  /** Smallest and largest size argument the size ioctl accepts (entries or words). */
+  readonly minEntries: number;
+  readonly maxEntries: number;
+}
+
+export interface Dialect {
+  readonly name: DialectName;
+  readonly commands: readonly Command[];
+  /** Errno of an ioctl request the driver does not know. */
+  readonly unknownCommand: ErrnoName;
+  /** Errno of mmap before the buffer exists. */
+  readonly mmapErrno: ErrnoName;
+  /** Names of the mode numbers this dialect's enable takes ("pc", "cmp", NetBSD "none"). */
+  readonly modes: Readonly<Record<string, number>>;
+  limits(kernel: Kernel): DialectLimits;
+
+  /** open("/dev/kcov"). */
+  open(kernel: Kernel, fd: number): Descriptor;
+  /** The last close of the fd. The kernel has already removed it from the fd table. */
+  close(kernel: Kernel, d: Descriptor): void;
+  /** Thread exit hook (kcov_task_exit, kcov_exit, kcov_lwp_free, kcov_thread_dtor). */
+  exit(kernel: Kernel, t: Thread): void;
+  /** fork/clone: what a child inherits. */
+  fork(kernel: Kernel, parent: Thread, child: Thread): void;
+  /** Where a thread's task-context events go; defaults to thread.trace. */
+  target?(kernel: Kernel, t: Thread): TraceTarget | null;
+  /** Reset the records of a descriptor (?reset=true, PUT count). Defaults to count = value. */
+  setCount?(kernel: Kernel, d: Descriptor, count: number): void;
+  /** The area the coverage route shows for a descriptor (NetBSD: the remote's). */
+  mapped?(kernel: Kernel, d: Descriptor): Mapping | null;
+  /** Tear down dialect state of a kernel being deleted. */
+  destroy?(kernel: Kernel): void;
+}
+
+/** What the coverage route reads: the mapped area and the trace inside it. */
+export interface Mapping {
+  readonly area: Area;
+  readonly trace: Area;
+  readonly mode: TraceMode;
+  /** Words of KCOV_UNIQUE_ENABLE's bitmap at the start of the area (0 otherwise). */
+  readonly bitmapWords: number;
+}

@@ -1,0 +1,84 @@
+/**
+ * The set of kernels a kcovd process emulates, and the memory budget they share.
+ */
+import { DIALECTS } from './dialects/index.js';
+import { fail, type DialectName } from './errno.js';
+import { Kernel } from './kernel.js';
+import { MemoryBudget } from './memory.js';
+
+export interface EngineOptions {
+  /** Dialect of the `default` kernel. */
+  readonly dialect: DialectName;
+  /** CPUs of a kernel created without `ncpus`. */
+  readonly ncpus: number;
+  /** Bytes all areas together may take (KCOV_MEMORY_LIMIT). */
+  readonly memoryLimit: number;
+  /** Words of each per-CPU remote area; the dialect's default when absent. */
+  readonly cpuAreaWords?: number | undefined;
+}
+
+export interface CreateKernel {
+  readonly name?: string | undefined;
+  readonly dialect: DialectName;
+  readonly ncpus?: number | undefined;
+  readonly maxEntries?: number | undefined;
+}
+
+export const KERNEL_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export class Engine {
+  readonly budget: MemoryBudget;
+  readonly kernels = new Map<string, Kernel>();
+  readonly options: EngineOptions;
+  private serial = 0;
+
+  constructor(options: EngineOptions) {
+    this.options = options;
+    this.budget = new MemoryBudget(options.memoryLimit);
+    this.createKernel({ name: 'default', dialect: options.dialect });
+  }
+
+  createKernel(req: CreateKernel): Kernel {
+    const dialect = DIALECTS[req.dialect];
+    if (dialect === undefined) fail('EOPNOTSUPP', `dialect "${req.dialect}" is not implemented by this build`);
+    let name = req.name;
+    if (name === undefined) {
+      do name = `k${++this.serial}`; while (this.kernels.has(name));
+    }
+    if (!KERNEL_NAME_RE.test(name)) fail('EINVAL', `kernel name "${name}" must match ${KERNEL_NAME_RE.source}`);
+    if (this.kernels.has(name)) fail('EEXIST', `kernel "${name}" already exists`);
+    if (req.maxEntries !== undefined) {
+      const lim = dialect.limits({ maxEntries: undefined } as Kernel);
+      if (req.maxEntries < lim.minEntries) {
+        fail('EINVAL', `max_entries ${req.maxEntries} is below the dialect's minimum of ${lim.minEntries}`);
+      }
+    }
+    const kernel = new Kernel({
+      name,
+      dialect,
+      ncpus: req.ncpus ?? this.options.ncpus,
+      budget: this.budget,
+      maxEntries: req.maxEntries,
+      cpuAreaWords: this.options.cpuAreaWords,
+    });
+    this.kernels.set(name, kernel);
+    return kernel;
+  }
+
+  kernel(name: string): Kernel {
+    const k = this.kernels.get(name);
+    if (k === undefined) fail('ENOENT', `no kernel "${name}"`);
+    return k;
+  }
+
+  deleteKernel(name: string): void {
+    const k = this.kernel(name);
+    k.destroy();
+    this.kernels.delete(name);
+  }
+
+  /** Release everything (shutdown). */
+  close(): void {
+    for (const name of [...this.kernels.keys()]) this.deleteKernel(name);
+  }
+}

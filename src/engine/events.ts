@@ -1,0 +1,224 @@
+/**
+ * Instrumentation events. A batch is decoded completely first (a bad value
+ * fails the whole batch before anything is written), then applied to the
+ * thread's trace target in order. Records of the other mode are ignored;
+ * records past capacity are dropped, as each kernel drops them.
+ */
+import { CMP_STRIDE, PC_STRIDE, WORD, strideOf } from './area.js';
+import { fail } from './errno.js';
+import type { TraceTarget } from './model.js';
+import { parseU64 } from './u64.js';
+
+export interface EventResult {
+  accepted: number;
+  dropped: number;
+  ignored: number;
+  /** Count of the area written, or null when nothing was traced. */
+  count: number | null;
+}
+
+/** A run of records of one kind, as packed little-endian words. */
+export interface Segment {
+  readonly kind: 'pc' | 'cmp';
+  readonly records: number;
+  /** The bytes, possibly split over several chunks (a request body as received). */
+  readonly chunks: readonly Uint8Array[];
+}
+
+/** KCOV_CMP_CONST and KCOV_CMP_SIZE(n), identical in all four kernels. */
+export const CMP_CONST = 1;
+export function cmpSizeBits(bytes: number): number {
+  return (31 - Math.clz32(bytes)) << 1;
+}
+
+/**
+ * FNV-1a 64 over the UTF-8 bytes of a site string, written as (lo, hi) into
+ * out[at], out[at + 1]. The multiply by the prime 0x100000001b3 = 2^40 + 0x1b3
+ * runs on 16-bit limbs so every intermediate stays exact in a double.
+ */
+export function fnv1a64(site: string, out: Uint32Array, at: number): void {
+  let a0 = 0x2325, a1 = 0x8422, a2 = 0x9ce4, a3 = 0xcbf2; // 0xcbf29ce484222325
+  const bytes = Buffer.from(site, 'utf8');
+  for (let i = 0; i < bytes.length; i++) {
+    a0 ^= bytes[i]!;
+    const t0 = a0 * 0x1b3;
+    const t1 = a1 * 0x1b3 + (t0 >>> 16);
+    const t2 = a2 * 0x1b3 + (t1 >>> 16) + (a0 << 8);
+    const t3 = a3 * 0x1b3 + (t2 >>> 16) + (a1 << 8);
+    a0 = t0 & 0xffff;
+    a1 = t1 & 0xffff;
+    a2 = t2 & 0xffff;
+    a3 = t3 & 0xffff;
+  }
+  out[at] = ((a1 << 16) | a0) >>> 0;
+  out[at + 1] = ((a3 << 16) | a2) >>> 0;
+}
+
+function u64At(value: unknown, out: Uint32Array, at: number, where: string): void {
+  if (!parseU64(value, out, at)) {
+    fail('EINVAL', `${where}: ${JSON.stringify(value)} is not a 64-bit unsigned value`);
+  }
+}
+
+function segment(kind: 'pc' | 'cmp', words: Uint32Array): Segment {
+  const stride = kind === 'cmp' ? CMP_STRIDE : PC_STRIDE;
+  return {
+    kind,
+    records: words.length / 2 / stride,
+    chunks: [new Uint8Array(words.buffer, words.byteOffset, words.byteLength)],
+  };
+}
+
+const SWITCH_BITS = new Set([8, 16, 32, 64]);
+const CMP_SIZES = new Set([1, 2, 4, 8]);
+
+/**
+ * Decode a JSON batch into segments, keeping the order of the body's keys
+ * (`pcs`, `sites`, `cmps`, `switches`, each any number of times in any order).
+ */
+export function decodeJsonEvents(body: Record<string, unknown>): Segment[] {
+  const out: Segment[] = [];
+  for (const key of Object.keys(body)) {
+    const list = body[key];
+    if (!Array.isArray(list)) fail('EINVAL', `${key}: expected an array`);
+    switch (key) {
+      case 'pcs': {
+        const w = new Uint32Array(list.length * 2);
+        for (let i = 0; i < list.length; i++) u64At(list[i], w, i * 2, `pcs[${i}]`);
+        out.push(segment('pc', w));
+        break;
+      }
+      case 'sites': {
+        const w = new Uint32Array(list.length * 2);
+        for (let i = 0; i < list.length; i++) {
+          if (typeof list[i] !== 'string') fail('EINVAL', `sites[${i}]: expected a string`);
+          fnv1a64(list[i] as string, w, i * 2);
+        }
+        out.push(segment('pc', w));
+        break;
+      }
+      case 'cmps': {
+        const w = new Uint32Array(list.length * 8);
+        for (let i = 0; i < list.length; i++) {
+          const c = list[i] as Record<string, unknown>;
+          const at = i * 8;
+          const where = `cmps[${i}]`;
+          if (typeof c !== 'object' || c === null) fail('EINVAL', `${where}: expected an object`);
+          if (c.type !== undefined) {
+            u64At(c.type, w, at, `${where}.type`);
+          } else {
+            if (typeof c.size !== 'number' || !CMP_SIZES.has(c.size)) {
+              fail('EINVAL', `${where}.size: expected 1, 2, 4 or 8 (bytes)`);
+            }
+            w[at] = cmpSizeBits(c.size) | (c.const === true ? CMP_CONST : 0);
+          }
+          u64At(c.arg1, w, at + 2, `${where}.arg1`);
+          u64At(c.arg2, w, at + 4, `${where}.arg2`);
+          u64At(c.pc, w, at + 6, `${where}.pc`);
+        }
+        out.push(segment('cmp', w));
+        break;
+      }
+      case 'switches': {
+        // __sanitizer_cov_trace_switch: one const comparison per case, arg1 = case, arg2 = val.
+        let n = 0;
+        for (let i = 0; i < list.length; i++) {
+          const s = list[i] as Record<string, unknown>;
+          if (typeof s !== 'object' || s === null || !Array.isArray(s.cases)) {
+            fail('EINVAL', `switches[${i}]: expected {val, size, cases, pc}`);
+          }
+          if (typeof s.size !== 'number' || !SWITCH_BITS.has(s.size)) {
+            fail('EINVAL', `switches[${i}].size: expected 8, 16, 32 or 64 (bits)`);
+          }
+          n += s.cases.length;
+        }
+        const w = new Uint32Array(n * 8);
+        const head = new Uint32Array(4);
+        let at = 0;
+        for (let i = 0; i < list.length; i++) {
+          const s = list[i] as { val: unknown; size: number; cases: unknown[]; pc: unknown };
+          u64At(s.val, head, 0, `switches[${i}].val`);
+          u64At(s.pc, head, 2, `switches[${i}].pc`);
+          const type = cmpSizeBits(s.size / 8) | CMP_CONST;
+          for (let j = 0; j < s.cases.length; j++, at += 8) {
+            w[at] = type;
+            u64At(s.cases[j], w, at + 2, `switches[${i}].cases[${j}]`);
+            w[at + 4] = head[0]!;
+            w[at + 5] = head[1]!;
+            w[at + 6] = head[2]!;
+            w[at + 7] = head[3]!;
+          }
+        }
+        out.push(segment('cmp', w));
+        break;
+      }
+      default:
+        fail('EINVAL', `unknown event list "${key}" (expected pcs, sites, cmps, switches)`);
+    }
+  }
+  return out;
+}
+
+/** A binary body as one segment; its length must be whole records. */
+export function binarySegment(kind: 'pc' | 'cmp', chunks: readonly Uint8Array[], length: number): Segment {
+  const recordBytes = strideOf(kind) * WORD;
+  if (length % recordBytes !== 0) {
+    fail('EINVAL', `body of ${length} bytes is not a whole number of ${kind} records (${recordBytes} bytes each)`);
+  }
+  return { kind, records: length / recordBytes, chunks };
+}
+
+/** Words of a segment as one aligned array (cold paths only: KCOV_UNIQUE_ENABLE). */
+function segmentWords(seg: Segment): Uint32Array {
+  if (seg.chunks.length === 1) {
+    const c = seg.chunks[0]!;
+    if (c.byteOffset % 4 === 0) return new Uint32Array(c.buffer, c.byteOffset, c.byteLength / 4);
+  }
+  const all = new Uint8Array(seg.records * strideOf(seg.kind) * WORD);
+  let at = 0;
+  for (const c of seg.chunks) {
+    all.set(c.subarray(0, all.length - at), at);
+    at += c.length;
+  }
+  return new Uint32Array(all.buffer);
+}
+
+/** Apply decoded segments to a target, in order. Never throws. */
+export function applySegments(target: TraceTarget | null, segments: readonly Segment[]): EventResult {
+  const r: EventResult = { accepted: 0, dropped: 0, ignored: 0, count: null };
+  let traced = false;
+  for (const seg of segments) {
+    if (target === null || seg.kind !== target.mode) {
+      r.ignored += seg.records;
+      continue;
+    }
+    traced = traced || seg.records > 0;
+    if (target.unique !== undefined) {
+      const u = target.unique;
+      const w = segmentWords(seg);
+      const bits = u.bitmap.u32;
+      for (let i = 0; i < seg.records; i++) {
+        const lo = w[i * 2]!, hi = w[i * 2 + 1]!;
+        const idx = u.indexOf(lo, hi);
+        if (idx < u.bits) {
+          const mask = 1 << (idx & 31);
+          const k = idx >>> 5;
+          // Seen since the last reset: not recorded at all.
+          if ((bits[k]! & mask) !== 0) {
+            r.ignored++;
+            continue;
+          }
+          bits[k] = (bits[k]! | mask) >>> 0;
+        }
+        if (target.area.pushPC(lo, hi)) r.accepted++;
+        else r.dropped++;
+      }
+      continue;
+    }
+    const took = target.area.appendChunks(seg.chunks, seg.records, strideOf(seg.kind));
+    r.accepted += took;
+    r.dropped += seg.records - took;
+  }
+  if (traced && target !== null) r.count = target.area.count;
+  return r;
+}

@@ -1,0 +1,289 @@
+/**
+ * One emulated kernel: its fd table, threads, remotes, CPUs and the memory its
+ * areas hold. The dialect decides what each ioctl, close and exit does; the
+ * kernel owns the shared mechanics (tables, allocation, event application).
+ */
+import { Area, WORD, type TraceMode } from './area.js';
+import type { Command, Dialect, Mapping } from './dialect.js';
+import { KcovError, fail, type DialectName } from './errno.js';
+import { applySegments, binarySegment, decodeJsonEvents, type EventResult, type Segment } from './events.js';
+import type { MemoryBudget } from './memory.js';
+import { Thread, type Descriptor, type TraceTarget } from './model.js';
+
+export interface KernelOptions {
+  readonly name: string;
+  readonly dialect: Dialect;
+  readonly ncpus: number;
+  readonly budget: MemoryBudget;
+  /** Largest size the size ioctl accepts; the dialect's own limit when absent. */
+  readonly maxEntries?: number | undefined;
+  /** Words of each per-CPU remote area (Linux CONFIG_KCOV_IRQ_AREA_SIZE). */
+  readonly cpuAreaWords?: number | undefined;
+}
+
+export interface IoctlResult {
+  ret: number;
+  descriptor: Descriptor;
+}
+
+/** Per-CPU state for remote sections in softirq/interrupt context. */
+export class Cpu {
+  /** [I] */
+  readonly id: number;
+  /** [K] allocated on first use and charged to the budget. */
+  area: Area | null = null;
+  /** [D] the section running on this CPU. */
+  section: import('./model.js').Section | null = null;
+  /** [D] dialect data (saved task state, ...). */
+  data: Record<string, unknown> = {};
+
+  constructor(id: number) {
+    this.id = id;
+  }
+}
+
+export class Kernel {
+  /** [I] */
+  readonly name: string;
+  readonly dialect: Dialect;
+  readonly ncpus: number;
+  readonly maxEntries: number | undefined;
+  readonly cpuAreaWords: number | undefined;
+  readonly cpus: Cpu[];
+  /** [K] open fds only; a closed descriptor held by a thread is not here. */
+  readonly descriptors = new Map<number, Descriptor>();
+  /** [K] */
+  readonly threads = new Map<number, Thread>();
+  /** [D] remotes keyed by their wire name. */
+  readonly remotes = new Map<string, unknown>();
+  /** [K] bytes held by this kernel's areas. */
+  memory = 0;
+  /** [K] records seen on each path, for metrics. */
+  readonly stats = { accepted: 0, dropped: 0, ignored: 0 };
+
+  private readonly budget: MemoryBudget;
+  /** [K] fds are never reused, so a stale fd fails with EBADF instead of reaching a newer file. */
+  private nextFd = 3;
+  /** [K] persistent guard index of each PC (KCOV_UNIQUE_ENABLE), kernel-wide like guards. */
+  private readonly guards = new Map<string, number>();
+  private readonly commandsByName = new Map<string, Command>();
+  private readonly commandsByNr = new Map<number, Command>();
+
+  constructor(opts: KernelOptions) {
+    this.name = opts.name;
+    this.dialect = opts.dialect;
+    this.ncpus = opts.ncpus;
+    this.budget = opts.budget;
+    this.maxEntries = opts.maxEntries;
+    this.cpuAreaWords = opts.cpuAreaWords;
+    this.cpus = Array.from({ length: opts.ncpus }, (_, i) => new Cpu(i));
+    for (const c of opts.dialect.commands) {
+      this.commandsByName.set(c.name, c);
+      this.commandsByNr.set(c.nr, c);
+    }
+  }
+
+  get dialectName(): DialectName {
+    return this.dialect.name;
+  }
+
+  // ---- memory -------------------------------------------------------------
+
+  /** Allocate a zeroed area of `words` words, charged to the budget (ENOMEM past it). */
+  allocArea(words: number, what: string): Area {
+    const bytes = words * WORD;
+    this.budget.charge(bytes, what);
+    let area: Area;
+    try {
+      area = Area.allocate(words);
+    } catch {
+      this.budget.release(bytes);
+      fail('ENOMEM', `${what}: could not allocate ${bytes} bytes`);
+    }
+    this.memory += bytes;
+    return area;
+  }
+
+  freeArea(area: Area | null): void {
+    if (area === null) return;
+    const bytes = area.buffer.byteLength;
+    this.budget.release(bytes);
+    this.memory -= bytes;
+  }
+
+  /** Area of a CPU, allocated on first use. */
+  cpuArea(cpu: Cpu, words: number): Area {
+    if (cpu.area === null) cpu.area = this.allocArea(words, `cpu ${cpu.id} area`);
+    return cpu.area;
+  }
+
+  // ---- descriptors ----------------------------------------------------------
+
+  open(tid?: number): Descriptor {
+    if (tid !== undefined) this.thread(tid);
+    const d = this.dialect.open(this, this.nextFd++);
+    this.descriptors.set(d.fd, d);
+    return d;
+  }
+
+  descriptor(fd: number): Descriptor {
+    const d = this.descriptors.get(fd);
+    if (d === undefined) fail('EBADF', `fd ${fd} is not an open kcov descriptor in kernel "${this.name}"`);
+    return d;
+  }
+
+  close(fd: number): void {
+    const d = this.descriptor(fd);
+    this.descriptors.delete(fd);
+    d.closed = true;
+    this.dialect.close(this, d);
+  }
+
+  command(cmd: string): Command | undefined {
+    const byName = this.commandsByName.get(cmd);
+    if (byName !== undefined) return byName;
+    const nr = /^0[xX][0-9a-fA-F]{1,8}$/.test(cmd) ? parseInt(cmd, 16) : /^[0-9]{1,10}$/.test(cmd) ? Number(cmd) : NaN;
+    return Number.isNaN(nr) ? undefined : this.commandsByNr.get(nr);
+  }
+
+  ioctl(fd: number, cmd: string, tid: number, arg: unknown): IoctlResult {
+    const d = this.descriptor(fd);
+    const command = this.command(cmd);
+    if (command === undefined) {
+      fail(this.dialect.unknownCommand, `ioctl ${cmd}: not a ${this.dialect.name} kcov request`);
+    }
+    const thread = this.thread(tid);
+    const ret = command.run({ kernel: this, d, thread, arg });
+    return { ret, descriptor: d };
+  }
+
+  /** What mmap of the descriptor shows, or the dialect's mmap errno. */
+  mapping(d: Descriptor): Mapping {
+    const m = this.dialect.mapped !== undefined ? this.dialect.mapped(this, d) : defaultMapping(d);
+    if (m === null) fail(this.dialect.mmapErrno, `fd ${d.fd} has no coverage buffer yet (mmap fails)`);
+    return m;
+  }
+
+  /** `cover[0] = count` from userspace. */
+  setCount(d: Descriptor, count: number): Mapping {
+    const m = this.mapping(d);
+    m.trace.count = count;
+    return m;
+  }
+
+  /** Read-and-reset: count 0 and, under KCOV_UNIQUE_ENABLE, a clear bitmap. */
+  resetCoverage(d: Descriptor): void {
+    const m = this.mapping(d);
+    if (m.bitmapWords > 0) m.area.u32.fill(0, 0, m.bitmapWords * 2);
+    m.trace.count = 0;
+  }
+
+  // ---- threads --------------------------------------------------------------
+
+  /** The thread `tid`, created as the only thread of process `tid` if new. */
+  thread(tid: number): Thread {
+    let t = this.threads.get(tid);
+    if (t === undefined) {
+      t = new Thread(tid, tid);
+      this.threads.set(tid, t);
+    }
+    return t;
+  }
+
+  getThread(tid: number): Thread {
+    const t = this.threads.get(tid);
+    if (t === undefined) fail('ESRCH', `no thread ${tid} in kernel "${this.name}"`);
+    return t;
+  }
+
+  /** fork/clone. An existing tid is returned as is when the request agrees with it. */
+  createThread(tid: number, pid?: number, parentTid?: number): { thread: Thread; created: boolean } {
+    const existing = this.threads.get(tid);
+    if (existing !== undefined) {
+      if (pid !== undefined && pid !== existing.pid) {
+        fail('EEXIST', `thread ${tid} exists in process ${existing.pid}, not ${pid}`);
+      }
+      return { thread: existing, created: false };
+    }
+    const parent = parentTid === undefined ? undefined : this.getThread(parentTid);
+    const t = new Thread(tid, pid ?? tid);
+    if (parent !== undefined) this.dialect.fork(this, parent, t);
+    this.threads.set(tid, t);
+    return { thread: t, created: true };
+  }
+
+  exitThread(tid: number): void {
+    const t = this.getThread(tid);
+    this.dialect.exit(this, t);
+    this.threads.delete(tid);
+  }
+
+  // ---- events ---------------------------------------------------------------
+
+  target(t: Thread): TraceTarget | null {
+    return this.dialect.target !== undefined ? this.dialect.target(this, t) : t.trace;
+  }
+
+  /** A binary batch executed by thread `tid`. Whole records or nothing. */
+  eventsBinary(tid: number, kind: TraceMode, chunks: readonly Uint8Array[], length: number): EventResult {
+    const seg = binarySegment(kind, chunks, length);
+    return this.apply(this.target(this.thread(tid)), [seg]);
+  }
+
+  /** A JSON batch executed by thread `tid`, decoded whole before anything is written. */
+  eventsJson(tid: number, body: Record<string, unknown>): EventResult {
+    const segs = decodeJsonEvents(body);
+    return this.apply(this.target(this.thread(tid)), segs);
+  }
+
+  apply(target: TraceTarget | null, segs: readonly Segment[]): EventResult {
+    const r = applySegments(target, segs);
+    this.stats.accepted += r.accepted;
+    this.stats.dropped += r.dropped;
+    this.stats.ignored += r.ignored;
+    return r;
+  }
+
+  /** Guard index of a PC, assigned on first sight. */
+  guardIndex(lo: number, hi: number): number {
+    const key = hi * 0x1_0000_0000 + lo; // exact below 2^53; above, fall back to a string
+    const k = Number.isSafeInteger(key) ? String(key) : `${hi}:${lo}`;
+    let idx = this.guards.get(k);
+    if (idx === undefined) {
+      idx = this.guards.size + 1; // init_pc_guard: the first index is 1, bit 0 is never used
+      this.guards.set(k, idx);
+    }
+    return idx;
+  }
+
+  // ---- teardown -------------------------------------------------------------
+
+  /** Free everything this kernel holds. */
+  destroy(): void {
+    this.dialect.destroy?.(this);
+    for (const t of [...this.threads.values()]) this.dialect.exit(this, t);
+    this.threads.clear();
+    for (const fd of [...this.descriptors.keys()]) this.close(fd);
+    for (const cpu of this.cpus) {
+      this.freeArea(cpu.area);
+      cpu.area = null;
+    }
+    this.remotes.clear();
+    // Whatever a dialect still held is released with the kernel.
+    if (this.memory !== 0) {
+      this.budget.release(this.memory);
+      this.memory = 0;
+    }
+  }
+
+  static isError(e: unknown): e is KcovError {
+    return e instanceof KcovError;
+  }
+}
+
+function defaultMapping(d: Descriptor): Mapping | null {
+  const area = d.area;
+  const trace = d.trace();
+  if (area === null || trace === null) return null;
+  return { area, trace, mode: d.mode ?? d.lastMode, bitmapWords: trace.base - area.base };
+}

@@ -1,0 +1,55 @@
+/**
+ * application/octet-stream bodies are kept as the chunks they arrived in:
+ * no concatenation. The events route copies them into the area with
+ * TypedArray.set once the body is complete, so a malformed body (not whole
+ * records) leaves the area untouched and a batch applies atomically.
+ */
+import type { FastifyInstance } from 'fastify';
+
+export interface ChunkedBody {
+  readonly chunks: Buffer[];
+  readonly length: number;
+}
+
+export function isChunkedBody(body: unknown): body is ChunkedBody {
+  return typeof body === 'object' && body !== null && Array.isArray((body as ChunkedBody).chunks);
+}
+
+export function registerBinaryBody(app: FastifyInstance, bodyLimit: number): void {
+  app.addContentTypeParser('application/octet-stream', (req, payload, done) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > bodyLimit) {
+      const err = Object.assign(new Error('body too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 });
+      done(err, undefined);
+      payload.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let length = 0;
+    let failed = false;
+    payload.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      length += chunk.length;
+      if (length > bodyLimit) {
+        failed = true;
+        done(Object.assign(new Error('body too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 }), undefined);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    payload.on('end', () => {
+      if (failed) return;
+      if (Number.isFinite(declared) && declared !== length) {
+        failed = true;
+        done(Object.assign(new Error('bad length'), { code: 'FST_ERR_CTP_INVALID_CONTENT_LENGTH', statusCode: 400 }), undefined);
+        return;
+      }
+      done(null, { chunks, length } satisfies ChunkedBody);
+    });
+    payload.on('error', (err) => {
+      if (failed) return;
+      failed = true;
+      done(err, undefined);
+    });
+  });
+}

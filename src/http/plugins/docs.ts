@@ -1,0 +1,102 @@
+/** OpenAPI from the zod route schemas, served at /openapi.json, with a UI at /docs. */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance } from 'fastify';
+import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
+/** Marks a content type whose body is raw bytes (little-endian words). */
+export const BinaryBody = z.any().meta({ kcovdBinary: true });
+
+type Content = Record<string, { schema: unknown }>;
+
+function contentToJson(content: Content): Record<string, { schema: unknown }> {
+  const out: Record<string, { schema: unknown }> = {};
+  for (const [type, { schema }] of Object.entries(content)) {
+    const zs = schema as z.ZodType;
+    const meta = typeof zs?.meta === 'function' ? zs.meta() : undefined;
+    if (meta !== undefined && (meta as { kcovdBinary?: boolean }).kcovdBinary === true) {
+      out[type] = { schema: { type: 'string', format: 'binary', description: zs.description } };
+    } else if (type.startsWith('text/')) {
+      out[type] = { schema: { type: 'string', description: zs.description } };
+    } else {
+      out[type] = { schema: z.toJSONSchema(zs, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) };
+    }
+  }
+  return out;
+}
+
+/**
+ * jsonSchemaTransform handles zod schemas at the top of body and response;
+ * per-content-type schemas (binary or JSON events, binary/JSON/text coverage)
+ * are converted here and put back.
+ */
+function transform(arg: Parameters<typeof jsonSchemaTransform>[0]): ReturnType<typeof jsonSchemaTransform> {
+  const schema = { ...(arg.schema as Record<string, unknown>) };
+  const body = schema.body as { content?: Content } | undefined;
+  let bodyOut: unknown;
+  if (body?.content !== undefined) {
+    bodyOut = { content: contentToJson(body.content) };
+    delete schema.body;
+  }
+  const response = schema.response as Record<string, { content?: Content }> | undefined;
+  const responseOut: Record<string, unknown> = {};
+  if (response !== undefined) {
+    const rest: Record<string, unknown> = {};
+    for (const [status, r] of Object.entries(response)) {
+      if (r?.content !== undefined) responseOut[status] = { content: contentToJson(r.content), description: (r as { description?: string }).description ?? 'OK' };
+      else rest[status] = r;
+    }
+    schema.response = rest;
+  }
+  const out = jsonSchemaTransform({ ...arg, schema } as Parameters<typeof jsonSchemaTransform>[0]);
+  const s = out.schema as Record<string, unknown>;
+  if (bodyOut !== undefined) s.body = bodyOut;
+  if (Object.keys(responseOut).length > 0) s.response = { ...(s.response as object), ...responseOut };
+  return out;
+}
+
+export const API_DESCRIPTION = `kcov devices of Linux, OpenBSD, NetBSD and FreeBSD, emulated and served over HTTP.
+
+Each kernel speaks one dialect and follows that kernel's kcov driver: the same state machine,
+limits, buffer layout and errno. Errors are \`application/problem+json\` carrying the kernel's
+errno name (\`errno\`) and number (\`code\`).
+
+Errno → status: EINVAL, ENOTTY, EFAULT → 400; EPERM, EACCES → 403; ENOENT, EBADF, ESRCH → 404;
+EBUSY, EEXIST, ENXIO, ENOBUFS → 409; EOPNOTSUPP/ENOTSUPP → 501; ENOMEM → 507. A request the
+kernel would never see (bad JSON, wrong type, unknown field) is 400 EINVAL. HTTP-level limits keep
+their HTTP status with errno EINVAL: 413 body too large, 415 unsupported Content-Type,
+416 unsatisfiable Range; an unknown route is 404 ENOENT.
+
+64-bit values are written as lowercase hex without padding; inputs also take padded hex, decimal
+strings, or safe-integer JSON numbers. Binary bodies are little-endian 8-byte words.
+
+Decisions where the kernels have no HTTP counterpart:
+- fd numbers start at 3 and are never reused within a kernel, so a stale fd is EBADF.
+- An events batch is applied atomically, in order, when its body is complete; a binary body that is
+  not whole records is rejected (EINVAL) and nothing of it is stored. JSON lists apply in the order
+  their keys appear.
+- Coverage reads copy the area at one instant; \`?reset=true\` reads and zeroes the count (and, under
+  KCOV_UNIQUE_ENABLE, the bitmap) in the same instant.
+- Syscalls are not emulated, so an ioctl itself produces no coverage (real Linux traces KCOV_RESET_TRACE's
+  return path).`;
+
+export async function registerDocs(app: FastifyInstance): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'kcovd', version: '0.1.0', description: API_DESCRIPTION },
+      tags: [
+        { name: 'service', description: 'health, readiness, metrics, documents' },
+        { name: 'kernels', description: 'emulated kernels, one dialect each' },
+        { name: 'descriptors', description: 'open kcov files and their ioctls' },
+        { name: 'coverage', description: 'the area as mmap shows it' },
+        { name: 'threads', description: 'tasks / LWPs and their events' },
+        { name: 'remotes', description: 'remote coverage' },
+        { name: 'cpus', description: 'per-CPU areas' },
+      ],
+    },
+    transform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+}

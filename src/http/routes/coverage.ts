@@ -1,0 +1,82 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { CountBody, CountReply, CoverageJson, CoverageQuery, FdParams, problems } from '../../../schemas/index.js';
+import type { Engine } from '../../engine/engine.js';
+import { coverageJson, coverageText, negotiate, parseRange } from '../codecs/coverage.js';
+import { BinaryBody } from '../plugins/docs.js';
+import { sendProblem } from '../plugins/errors.js';
+
+export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
+  const { engine } = opts;
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const path = '/v1/kernels/:kernel/descriptors/:fd/coverage';
+
+  r.get(path, {
+    schema: {
+      tags: ['coverage'],
+      summary: 'the area as userspace sees it through mmap',
+      description:
+        'Accept: application/octet-stream gives the whole area (words × 8 bytes, word 0 the count) and honours a single ' +
+        '`Range: bytes=a-b` (206; 416 when unsatisfiable). application/json (the default) gives the records; text/plain ' +
+        'one `0x…` PC a line (CMP: `type arg1 arg2 pc`). The count word is shown as stored; records shown are ' +
+        'min(count, capacity). Before the buffer exists the dialect\'s mmap errno is returned.',
+      params: FdParams,
+      querystring: CoverageQuery,
+      response: {
+        200: {
+          description: 'the area',
+          content: {
+            'application/json': { schema: CoverageJson },
+            'application/octet-stream': { schema: BinaryBody.describe('the whole area, little-endian words') },
+            'text/plain': { schema: z.string().describe('rawcover lines') },
+          },
+        },
+        206: { description: 'part of the area', content: { 'application/octet-stream': { schema: BinaryBody } } },
+        ...problems(400, 404, 416, 507),
+      },
+    },
+  }, async (req, reply) => {
+    const k = engine.kernel(req.params.kernel);
+    const d = k.descriptor(req.params.fd);
+    const m = k.mapping(d);
+    const format = req.query.format ?? negotiate(req.headers.accept);
+    const mode = req.query.mode ?? m.mode;
+    const reset = req.query.reset === 'true' || req.query.reset === '1';
+    let payload: string | Buffer;
+    if (format === 'binary') {
+      payload = m.area.snapshot();
+    } else if (format === 'json') {
+      payload = coverageJson(m.trace, mode);
+    } else {
+      payload = coverageText(m.trace, mode);
+    }
+    if (reset) k.resetCoverage(d);
+    if (format === 'json') return reply.type('application/json').send(payload);
+    if (format === 'text') return reply.type('text/plain; charset=utf-8').send(payload);
+    const buf = payload as Buffer;
+    reply.header('accept-ranges', 'bytes').type('application/octet-stream');
+    const range = parseRange(req.headers.range, buf.length);
+    if (range === 'unsatisfiable') {
+      reply.header('content-range', `bytes */${buf.length}`);
+      return sendProblem(engine, req, reply, 'EINVAL', `Range ${req.headers.range} is outside the ${buf.length}-byte area`, 416);
+    }
+    if (range === null) return reply.send(buf);
+    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${buf.length}`);
+    return reply.send(buf.subarray(range.start, range.end + 1));
+  });
+
+  r.put(`${path}/count`, {
+    schema: {
+      tags: ['coverage'],
+      summary: 'write the count word, as userspace does with cover[0] = n',
+      params: FdParams,
+      body: CountBody,
+      response: { 200: CountReply, ...problems(400, 404, 507) },
+    },
+  }, async (req) => {
+    const k = engine.kernel(req.params.kernel);
+    const m = k.setCount(k.descriptor(req.params.fd), req.body.count);
+    return { count: m.trace.count, words: m.trace.words };
+  });
+}

@@ -1,0 +1,63 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import {
+  DescriptorList, DescriptorOpen, DescriptorView, FdParams, IoctlBody, IoctlParams, IoctlReply, KernelParams, NoContent, problems,
+} from '../../../schemas/index.js';
+import type { Engine } from '../../engine/engine.js';
+import { descriptorView } from '../views.js';
+
+export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
+  const { engine } = opts;
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const base = '/v1/kernels/:kernel/descriptors';
+
+  r.post(base, {
+    schema: {
+      tags: ['descriptors'],
+      summary: 'open the kcov device',
+      body: DescriptorOpen.nullish(),
+      params: KernelParams,
+      response: { 201: DescriptorView, ...problems(400, 404) },
+    },
+  }, async (req, reply) => {
+    const d = engine.kernel(req.params.kernel).open(req.body?.tid);
+    return reply.code(201).send(descriptorView(d));
+  });
+
+  r.get(base, {
+    schema: { tags: ['descriptors'], summary: 'open descriptors', params: KernelParams, response: { 200: DescriptorList, ...problems(404) } },
+  }, async (req) => ({ descriptors: [...engine.kernel(req.params.kernel).descriptors.values()].map(descriptorView) }));
+
+  r.get(`${base}/:fd`, {
+    schema: { tags: ['descriptors'], summary: 'state of one descriptor', params: FdParams, response: { 200: DescriptorView, ...problems(404) } },
+  }, async (req) => descriptorView(engine.kernel(req.params.kernel).descriptor(req.params.fd)));
+
+  r.delete(`${base}/:fd`, {
+    schema: {
+      tags: ['descriptors'],
+      summary: "close, with the dialect's close semantics (a descriptor a thread still traces lives until that thread lets go)",
+      params: FdParams,
+      response: { 204: NoContent, ...problems(404) },
+    },
+  }, async (req, reply) => {
+    engine.kernel(req.params.kernel).close(req.params.fd);
+    return reply.code(204).send();
+  });
+
+  r.post(`${base}/:fd/ioctl/:cmd`, {
+    schema: {
+      tags: ['descriptors'],
+      summary: 'issue an ioctl as thread tid',
+      description:
+        'linux: KCOV_INIT_TRACE (0x80086301, arg words), KCOV_ENABLE (0x6364, arg 0 pc / 1 cmp), KCOV_DISABLE (0x6365, arg 0), ' +
+        'KCOV_REMOTE_ENABLE (0x40186366, arg {trace_mode, area_size, handles, common_handle}), KCOV_UNIQUE_ENABLE (0x40086367, arg bitmap words), ' +
+        'KCOV_RESET_TRACE (0x6368, arg 0). Unknown requests fail as the dialect\'s kernel fails them (ENOTTY on Linux).',
+      params: IoctlParams,
+      body: IoctlBody,
+      response: { 200: IoctlReply, ...problems(400, 403, 404, 409, 501, 507) },
+    },
+  }, async (req) => {
+    const { ret, descriptor } = engine.kernel(req.params.kernel).ioctl(req.params.fd, req.params.cmd, req.body.tid, req.body.arg);
+    return { ret, descriptor: descriptorView(descriptor) };
+  });
+}

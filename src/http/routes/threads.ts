@@ -1,0 +1,76 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import {
+  EventReply, EventsQuery, JsonEvents, KernelParams, NoContent, ThreadList, ThreadPut, ThreadView, TidParams, problems,
+} from '../../../schemas/index.js';
+import type { Engine } from '../../engine/engine.js';
+import { fail } from '../../engine/errno.js';
+import { isChunkedBody } from '../plugins/binary.js';
+import { BinaryBody } from '../plugins/docs.js';
+import { threadView } from '../views.js';
+
+export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
+  const { engine } = opts;
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const base = '/v1/kernels/:kernel/threads';
+
+  r.get(base, {
+    schema: { tags: ['threads'], summary: 'threads', params: KernelParams, response: { 200: ThreadList, ...problems(404) } },
+  }, async (req) => ({ threads: [...engine.kernel(req.params.kernel).threads.values()].map(threadView) }));
+
+  r.get(`${base}/:tid`, {
+    schema: { tags: ['threads'], summary: 'one thread', params: TidParams, response: { 200: ThreadView, ...problems(404) } },
+  }, async (req) => threadView(engine.kernel(req.params.kernel).getThread(req.params.tid)));
+
+  r.put(`${base}/:tid`, {
+    schema: {
+      tags: ['threads'],
+      summary: 'create a thread (fork/clone); 200 with the thread when it already exists in the same process',
+      params: TidParams,
+      body: ThreadPut.nullish(),
+      response: { 200: ThreadView, 201: ThreadView, ...problems(400, 404, 409) },
+    },
+  }, async (req, reply) => {
+    const { thread, created } = engine.kernel(req.params.kernel).createThread(req.params.tid, req.body?.pid, req.body?.parent);
+    return reply.code(created ? 201 : 200).send(threadView(thread));
+  });
+
+  r.delete(`${base}/:tid`, {
+    schema: {
+      tags: ['threads'],
+      summary: "thread exit, with the dialect's exit hook (auto-disable, free of dying descriptors)",
+      params: TidParams,
+      response: { 204: NoContent, ...problems(404) },
+    },
+  }, async (req, reply) => {
+    engine.kernel(req.params.kernel).exitThread(req.params.tid);
+    return reply.code(204).send();
+  });
+
+  r.post(`${base}/:tid/events`, {
+    schema: {
+      tags: ['threads'],
+      summary: 'a batch of instrumentation events executed by this thread, in order',
+      description:
+        'application/octet-stream: packed little-endian words, `?kind=pc` (1 word a record) or `?kind=cmp` ' +
+        '(4 words: type, arg1, arg2, pc); a body that is not whole records is rejected (EINVAL) and nothing is stored. ' +
+        'application/json: lists `pcs`, `sites` (FNV-1a-64 of the string), `cmps`, `switches` (one const comparison per case), ' +
+        'applied in the order their keys appear. The batch applies atomically once the body is complete.',
+      params: TidParams,
+      querystring: EventsQuery,
+      body: {
+        content: {
+          'application/json': { schema: JsonEvents },
+          'application/octet-stream': { schema: BinaryBody.describe('packed records: PCs, or type/arg1/arg2/pc quadruples') },
+        },
+      },
+      response: { 200: EventReply, ...problems(400, 404, 413, 415) },
+    },
+  }, async (req) => {
+    const k = engine.kernel(req.params.kernel);
+    const body: unknown = req.body;
+    if (isChunkedBody(body)) return k.eventsBinary(req.params.tid, req.query.kind, body.chunks, body.length);
+    if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
+    return k.eventsJson(req.params.tid, body as Record<string, unknown>);
+  });
+}
