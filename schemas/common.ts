@@ -6,10 +6,11 @@ export const U64 = z
     z.string().regex(/^(0[xX][0-9a-fA-F]+|[0-9]+)$/, 'expected 0x hex or decimal digits'),
     z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   ])
-  .describe('64-bit unsigned value: "0x…" hex (zero padding allowed), a decimal string, or a JSON number that is a safe integer');
+  .describe('64-bit unsigned value: "0x…" hex (zero padding allowed), a decimal string, or a JSON number that is a safe integer')
+  .meta({ id: 'U64' });
 
 /** A 64-bit value as the service writes it: lowercase hex, no zero padding. */
-export const Hex = z.string().regex(/^0x[0-9a-f]+$/).describe('64-bit value as lowercase hex without zero padding');
+export const Hex = z.string().regex(/^0x[0-9a-f]+$/).describe('64-bit value as lowercase hex without zero padding').meta({ id: 'Hex' });
 
 export const Tid = z.number().int().min(1).max(0x7fffffff).describe('thread id (the calling thread)');
 export const Fd = z.number().int().min(0).describe('file descriptor number in the kernel; never reused');
@@ -36,7 +37,8 @@ export const Problem = z
     code: z.number().int().describe("the errno's number in that dialect"),
     instance: z.string().optional(),
   })
-  .describe('RFC 9457 problem details with the errno the real kernel returns');
+  .describe('RFC 9457 problem details with the errno the real kernel returns')
+  .meta({ id: 'Problem' });
 
 export const KernelParams = z.object({ kernel: KernelName });
 export const FdParams = z.object({ kernel: KernelName, fd: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER) });

@@ -17,7 +17,8 @@ export const DescriptorView = z
     closed: z.boolean().describe('closed, but still held by its tracing thread'),
     remote: z.unknown().describe('remote attachment, or null'),
   })
-  .catchall(z.unknown());
+  .catchall(z.unknown())
+  .meta({ id: 'Descriptor' });
 
 export const DescriptorList = z.object({ descriptors: z.array(DescriptorView) });
 

@@ -4,3 +4,4 @@ export * from './descriptors.js';
 export * from './threads.js';
 export * from './events.js';
 export * from './coverage.js';
+export * from './remotes.js';

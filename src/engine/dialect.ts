@@ -61,7 +61,39 @@ export interface Dialect {
   mapped?(kernel: Kernel, d: Descriptor): Mapping | null;
   /** Tear down dialect state of a kernel being deleted. */
   destroy?(kernel: Kernel): void;
+
+  // ---- remote coverage (absent: the dialect has none, EOPNOTSUPP) ----------
+
+  /**
+   * The canonical key of a remote from its wire forms: a path segment
+   * ("0x0100000000000001", "0:4242") or a body ({handle} / {subsystem, id}).
+   * EINVAL when malformed for this dialect.
+   */
+  remoteKey?(kernel: Kernel, spec: RemoteSpec): string;
+  /** The kernel side registers a remote (BSD kcov_remote_register); true when new. */
+  registerRemote?(kernel: Kernel, key: string): boolean;
+  /** The kernel side unregisters it. */
+  unregisterRemote?(kernel: Kernel, key: string): void;
+  /** kcov_remote_start / kcov_remote_enter on a thread or a CPU. */
+  enterSection?(kernel: Kernel, site: SectionSite, key: string): void;
+  /** kcov_remote_stop / kcov_remote_leave. */
+  leaveSection?(kernel: Kernel, site: SectionSite): void;
+  /** GET /remotes: each remote with its attachment. */
+  remotesView?(kernel: Kernel): unknown[];
+  /** NetBSD kcov_silence_enter / _leave. */
+  silence?(kernel: Kernel, t: Thread, on: boolean): void;
 }
+
+/** A remote as the wire names it: a path segment, or the body of a section request. */
+export type RemoteSpec = string | { readonly handle?: unknown; readonly subsystem?: unknown; readonly id?: unknown };
+
+/**
+ * Where a remote section runs: on a thread in task context, or on a CPU in
+ * softirq (Linux) / interrupt (OpenBSD) context, interrupting `thread` if given.
+ */
+export type SectionSite =
+  | { readonly context: 'task'; readonly thread: Thread }
+  | { readonly context: 'softirq' | 'interrupt'; readonly cpu: import('./kernel.js').Cpu; readonly thread: Thread | null };
 
 /** What the coverage route reads: the mapped area and the trace inside it. */
 export interface Mapping {

@@ -4,7 +4,7 @@
  * kernel owns the shared mechanics (tables, allocation, event application).
  */
 import { Area, WORD, type TraceMode } from './area.js';
-import type { Command, Dialect, Mapping } from './dialect.js';
+import type { Command, Dialect, Mapping, RemoteSpec, SectionSite } from './dialect.js';
 import { KcovError, fail, type DialectName } from './errno.js';
 import { applySegments, binarySegment, decodeJsonEvents, type EventResult, type Segment } from './events.js';
 import type { MemoryBudget } from './memory.js';
@@ -254,6 +254,89 @@ export class Kernel {
       this.guards.set(k, idx);
     }
     return idx;
+  }
+
+  // ---- remote coverage ----------------------------------------------------------
+
+  private remoteOp<K extends keyof Dialect>(op: K): NonNullable<Dialect[K]> {
+    const f = this.dialect[op];
+    if (f === undefined) fail('EOPNOTSUPP', `${this.dialect.name} kcov has no ${String(op)}`);
+    return (f as (...a: unknown[]) => unknown).bind(this.dialect) as NonNullable<Dialect[K]>;
+  }
+
+  remoteKey(spec: RemoteSpec): string {
+    return this.remoteOp('remoteKey')(this, spec);
+  }
+
+  registerRemote(spec: RemoteSpec): boolean {
+    const key = this.remoteKey(spec);
+    return this.remoteOp('registerRemote')(this, key);
+  }
+
+  unregisterRemote(spec: RemoteSpec): void {
+    const key = this.remoteKey(spec);
+    this.remoteOp('unregisterRemote')(this, key);
+  }
+
+  remotesView(): unknown[] {
+    return this.dialect.remotesView !== undefined ? this.dialect.remotesView(this) : [];
+  }
+
+  /** POST /threads/{tid}/remote: a section stays open on the thread until DELETE. */
+  enterThreadSection(tid: number, spec: RemoteSpec): Thread {
+    const key = this.remoteKey(spec);
+    const t = this.thread(tid);
+    this.remoteOp('enterSection')(this, { context: 'task', thread: t }, key);
+    return t;
+  }
+
+  leaveThreadSection(tid: number): Thread {
+    const t = this.getThread(tid);
+    this.remoteOp('leaveSection')(this, { context: 'task', thread: t });
+    return t;
+  }
+
+  cpu(n: number): Cpu {
+    const c = this.cpus[n];
+    if (c === undefined) fail('ENOENT', `kernel "${this.name}" has ${this.ncpus} CPUs; no cpu ${n}`);
+    return c;
+  }
+
+  /**
+   * One whole remote section in one request: enter, the events, leave. The
+   * events are decoded before the section starts, so a bad body changes nothing.
+   */
+  oneShotSection(
+    spec: RemoteSpec,
+    where: { context: 'task'; tid: number } | { context: 'softirq' | 'interrupt'; cpu: number; tid?: number | undefined },
+    decode: () => Segment[],
+  ): EventResult {
+    const key = this.remoteKey(spec);
+    const enter = this.remoteOp('enterSection');
+    const leave = this.remoteOp('leaveSection');
+    const segs = decode();
+    const site: SectionSite = where.context === 'task'
+      ? { context: 'task', thread: this.thread(where.tid) }
+      : { context: where.context, cpu: this.cpu(where.cpu), thread: where.tid === undefined ? null : this.thread(where.tid) };
+    if (site.context === 'task' && site.thread.section !== null) {
+      fail('EBUSY', `thread ${site.thread.tid} is already in a remote section on ${site.thread.section.remote}`);
+    }
+    if (site.context !== 'task' && site.cpu.section !== null) {
+      fail('EBUSY', `cpu ${site.cpu.id} is already running a remote section`);
+    }
+    enter(this, site, key);
+    const section = site.context === 'task' ? site.thread.section : site.cpu.section;
+    // A section the dialect did not open (handle not registered, ...) traces nothing.
+    const target = section === null ? null : section.target;
+    const r = this.apply(target, segs);
+    if (section !== null) leave(this, site);
+    return r;
+  }
+
+  silence(tid: number, on: boolean): Thread {
+    const t = on ? this.thread(tid) : this.getThread(tid);
+    this.remoteOp('silence')(this, t, on);
+    return t;
   }
 
   // ---- teardown -------------------------------------------------------------

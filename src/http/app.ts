@@ -14,6 +14,7 @@ import { coverageRoutes } from './routes/coverage.js';
 import { cpuRoutes } from './routes/cpus.js';
 import { descriptorRoutes } from './routes/descriptors.js';
 import { kernelRoutes } from './routes/kernels.js';
+import { remoteRoutes } from './routes/remotes.js';
 import { serviceRoutes } from './routes/service.js';
 import { threadRoutes } from './routes/threads.js';
 
@@ -49,8 +50,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     logger: opts.logger ?? false,
     bodyLimit: config.bodyLimit,
     requestIdHeader: 'x-request-id',
-    disableRequestLogging: false,
-    ajv: undefined,
   });
   app.decorate('engine', engine);
   app.decorate('appState', state);
@@ -70,6 +69,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(descriptorRoutes, { engine });
   await app.register(coverageRoutes, { engine });
   await app.register(threadRoutes, { engine });
+  await app.register(remoteRoutes, { engine });
   await app.register(cpuRoutes, { engine });
 
   app.addHook('onClose', async () => {

@@ -2,13 +2,23 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
-import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 
 /** Marks a content type whose body is raw bytes (little-endian words). */
 export const BinaryBody = z.any().meta({ kcovdBinary: true });
 
 type Content = Record<string, { schema: unknown }>;
+
+function refsToComponents(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(refsToComponents);
+  if (typeof v !== 'object' || v === null) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    out[k] = k === '$ref' && typeof x === 'string' ? x.replace('#/$defs/', '#/components/schemas/') : refsToComponents(x);
+  }
+  return out;
+}
 
 function contentToJson(content: Content): Record<string, { schema: unknown }> {
   const out: Record<string, { schema: unknown }> = {};
@@ -20,7 +30,11 @@ function contentToJson(content: Content): Record<string, { schema: unknown }> {
     } else if (type.startsWith('text/')) {
       out[type] = { schema: { type: 'string', description: zs.description } };
     } else {
-      out[type] = { schema: z.toJSONSchema(zs, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) };
+      // Registered schemas (U64, Problem …) live in components; point there, as jsonSchemaTransform does.
+      const js = z.toJSONSchema(zs, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
+      delete js.$defs;
+      delete js.$schema;
+      out[type] = { schema: refsToComponents(js) };
     }
   }
   return out;
@@ -97,6 +111,7 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
       ],
     },
     transform,
+    transformObject: jsonSchemaTransformObject,
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import {
-  EventReply, EventsQuery, JsonEvents, KernelParams, NoContent, ThreadList, ThreadPut, ThreadView, TidParams, problems,
+  EventReply, EventsQuery, JsonEvents, KernelParams, NoContent, SectionBody, ThreadList, ThreadPut, ThreadView, TidParams, problems,
 } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
 import { fail } from '../../engine/errno.js';
@@ -46,6 +46,44 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
     engine.kernel(req.params.kernel).exitThread(req.params.tid);
     return reply.code(204).send();
   });
+
+  r.post(`${base}/:tid/remote`, {
+    schema: {
+      tags: ['threads', 'remotes'],
+      summary: 'enter a remote section on this thread (kcov_remote_start / kcov_remote_enter)',
+      description: 'The section stays open until DELETE; the thread\'s events go where the dialect sends them meanwhile.',
+      params: TidParams,
+      body: SectionBody,
+      response: { 200: ThreadView, ...problems(400, 404, 409, 501) },
+    },
+  }, async (req) => threadView(engine.kernel(req.params.kernel).enterThreadSection(req.params.tid, req.body)));
+
+  r.delete(`${base}/:tid/remote`, {
+    schema: {
+      tags: ['threads', 'remotes'],
+      summary: 'leave the remote section (kcov_remote_stop / kcov_remote_leave)',
+      params: TidParams,
+      response: { 200: ThreadView, ...problems(400, 404, 409, 501) },
+    },
+  }, async (req) => threadView(engine.kernel(req.params.kernel).leaveThreadSection(req.params.tid)));
+
+  r.put(`${base}/:tid/silence`, {
+    schema: {
+      tags: ['threads'],
+      summary: 'NetBSD kcov_silence_enter',
+      params: TidParams,
+      response: { 200: ThreadView, ...problems(404, 501) },
+    },
+  }, async (req) => threadView(engine.kernel(req.params.kernel).silence(req.params.tid, true)));
+
+  r.delete(`${base}/:tid/silence`, {
+    schema: {
+      tags: ['threads'],
+      summary: 'NetBSD kcov_silence_leave',
+      params: TidParams,
+      response: { 200: ThreadView, ...problems(404, 501) },
+    },
+  }, async (req) => threadView(engine.kernel(req.params.kernel).silence(req.params.tid, false)));
 
   r.post(`${base}/:tid/events`, {
     schema: {

@@ -1,0 +1,81 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import {
+  EventReply, JsonEvents, KernelParams, NoContent, RemoteEventsQuery, RemoteList, RemoteParams, RemoteRegistered, problems,
+} from '../../../schemas/index.js';
+import type { Engine } from '../../engine/engine.js';
+import { fail } from '../../engine/errno.js';
+import { binarySegment, decodeJsonEvents } from '../../engine/events.js';
+import { isChunkedBody } from '../plugins/binary.js';
+import { BinaryBody } from '../plugins/docs.js';
+
+export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
+  const { engine } = opts;
+  const r = app.withTypeProvider<ZodTypeProvider>();
+  const base = '/v1/kernels/:kernel/remotes';
+
+  r.get(base, {
+    schema: { tags: ['remotes'], summary: 'every remote with its attachment: descriptor, mode, open sections', params: KernelParams, response: { 200: RemoteList, ...problems(404) } },
+  }, async (req) => ({ remotes: engine.kernel(req.params.kernel).remotesView() }));
+
+  r.put(`${base}/:remote`, {
+    schema: {
+      tags: ['remotes'],
+      summary: 'the kernel side registers a remote (BSD kcov_remote_register); 201 when new, 200 when already there',
+      params: RemoteParams,
+      response: { 200: RemoteRegistered, 201: RemoteRegistered, ...problems(400, 404, 409, 501, 507) },
+    },
+  }, async (req, reply) => {
+    const k = engine.kernel(req.params.kernel);
+    const created = k.registerRemote(req.params.remote);
+    return reply.code(created ? 201 : 200).send({ remote: k.remoteKey(req.params.remote), created });
+  });
+
+  r.delete(`${base}/:remote`, {
+    schema: {
+      tags: ['remotes'],
+      summary: 'the kernel side unregisters a remote (BSD kcov_remote_unregister)',
+      params: RemoteParams,
+      response: { 204: NoContent, ...problems(400, 404, 409, 501) },
+    },
+  }, async (req, reply) => {
+    engine.kernel(req.params.kernel).unregisterRemote(req.params.remote);
+    return reply.code(204).send();
+  });
+
+  r.post(`${base}/:remote/events`, {
+    schema: {
+      tags: ['remotes'],
+      summary: 'one whole remote section (enter, the events, leave) in one request',
+      description:
+        '`?context=task&tid=N` runs it on thread N; `?context=softirq&cpu=N` (Linux) or `?context=interrupt&cpu=N` (OpenBSD) ' +
+        'on that CPU\'s own area, interrupting thread `tid` if given. A remote that is not registered makes the section a no-op ' +
+        '(everything ignored). Bodies as for thread events; `count` is the section area\'s count at leave.',
+      params: RemoteParams,
+      querystring: RemoteEventsQuery,
+      body: {
+        content: {
+          'application/json': { schema: JsonEvents },
+          'application/octet-stream': { schema: BinaryBody },
+        },
+      },
+      response: { 200: EventReply, ...problems(400, 404, 409, 413, 415, 501, 507) },
+    },
+  }, async (req) => {
+    const k = engine.kernel(req.params.kernel);
+    const q = req.query;
+    const body: unknown = req.body;
+    const decode = () => {
+      if (isChunkedBody(body)) return [binarySegment(q.kind, body.chunks, body.length)];
+      if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
+      return decodeJsonEvents(body as Record<string, unknown>);
+    };
+    if (q.context === 'task') {
+      if (q.tid === undefined) fail('EINVAL', 'context=task needs tid');
+      if (q.cpu !== undefined) fail('EINVAL', 'context=task takes tid, not cpu');
+      return k.oneShotSection(req.params.remote, { context: 'task', tid: q.tid }, decode);
+    }
+    if (q.cpu === undefined) fail('EINVAL', `context=${q.context} needs cpu`);
+    return k.oneShotSection(req.params.remote, { context: q.context, cpu: q.cpu, tid: q.tid }, decode);
+  });
+}
