@@ -99,11 +99,27 @@ export function cmps(...records: [number, number, number, number][]): Buffer {
 }
 
 /** Assert a problem+json reply with the given status and errno. */
-export function expectProblem(t: { equal: (a: unknown, b: unknown, m?: string) => void; match: (a: unknown, b: unknown, m?: string) => void }, res: LightMyRequestResponse, status: number, errno: string): void {
+export interface Assert {
+  equal(...args: any[]): unknown;
+  match(...args: any[]): unknown;
+}
+
+export function expectProblem(t: Assert, res: LightMyRequestResponse, status: number, errno: string): void {
   t.equal(res.statusCode, status, `status ${status} (${res.body})`);
   t.match(String(res.headers['content-type']), /^application\/problem\+json/, 'problem+json');
   const p = JSON.parse(res.body);
   t.equal(p.errno, errno, `errno ${errno}`);
   t.equal(p.status, status, 'status in body');
   t.equal(typeof p.code, 'number', 'numeric code');
+}
+
+/** The errno an engine call fails with, or null when it succeeds. */
+export function errnoOf(fn: () => unknown): string | null {
+  try {
+    fn();
+    return null;
+  } catch (e) {
+    if (e !== null && typeof e === 'object' && 'errno' in e) return String((e as { errno: unknown }).errno);
+    throw e;
+  }
 }
