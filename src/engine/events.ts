@@ -76,9 +76,10 @@ const CMP_SIZES = new Set([1, 2, 4, 8]);
  * Decode a JSON batch into segments, keeping the order of the body's keys
  * (`pcs`, `sites`, `cmps`, `switches`, each any number of times in any order).
  */
-export function decodeJsonEvents(body: Record<string, unknown>): Segment[] {
+export function decodeJsonEvents(body: Record<string, unknown>, order: readonly string[] = Object.keys(body)): Segment[] {
   const out: Segment[] = [];
-  for (const key of Object.keys(body)) {
+  for (const key of order) {
+    if (!Object.hasOwn(body, key)) continue;
     const list = body[key];
     if (!Array.isArray(list)) fail('EINVAL', `${key}: expected an array`);
     switch (key) {

@@ -231,8 +231,8 @@ export class Kernel {
   }
 
   /** A JSON batch executed by thread `tid`, decoded whole before anything is written. */
-  eventsJson(tid: number, body: Record<string, unknown>): EventResult {
-    const segs = decodeJsonEvents(body);
+  eventsJson(tid: number, body: Record<string, unknown>, order?: readonly string[]): EventResult {
+    const segs = decodeJsonEvents(body, order);
     return this.apply(this.target(this.thread(tid)), segs);
   }
 

@@ -53,3 +53,21 @@ export function registerBinaryBody(app: FastifyInstance, bodyLimit: number): voi
     });
   });
 }
+
+/**
+ * Validation rebuilds a JSON body in schema order; events apply in the order the
+ * client wrote the lists, so that order is noted before validation runs.
+ */
+const KEY_ORDER = Symbol('kcovd.keyOrder');
+
+export function noteKeyOrder(req: { body: unknown }, _reply: unknown, done: () => void): void {
+  const body = req.body;
+  if (typeof body === 'object' && body !== null && !Array.isArray(body) && !isChunkedBody(body)) {
+    (req as unknown as Record<symbol, string[]>)[KEY_ORDER] = Object.keys(body);
+  }
+  done();
+}
+
+export function keyOrder(req: object): string[] | undefined {
+  return (req as Record<symbol, string[] | undefined>)[KEY_ORDER];
+}

@@ -6,7 +6,7 @@ import {
 import type { Engine } from '../../engine/engine.js';
 import { fail } from '../../engine/errno.js';
 import { binarySegment, decodeJsonEvents } from '../../engine/events.js';
-import { isChunkedBody } from '../plugins/binary.js';
+import { isChunkedBody, keyOrder, noteKeyOrder } from '../plugins/binary.js';
 import { BinaryBody } from '../plugins/docs.js';
 
 export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
@@ -61,6 +61,7 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine 
       },
       response: { 200: EventReply, ...problems(400, 404, 409, 413, 415, 501, 507) },
     },
+    preValidation: noteKeyOrder,
   }, async (req) => {
     const k = engine.kernel(req.params.kernel);
     const q = req.query;
@@ -68,7 +69,7 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine 
     const decode = () => {
       if (isChunkedBody(body)) return [binarySegment(q.kind, body.chunks, body.length)];
       if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
-      return decodeJsonEvents(body as Record<string, unknown>);
+      return decodeJsonEvents(body as Record<string, unknown>, keyOrder(req));
     };
     if (q.context === 'task') {
       if (q.tid === undefined) fail('EINVAL', 'context=task needs tid');

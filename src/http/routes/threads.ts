@@ -5,7 +5,7 @@ import {
 } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
 import { fail } from '../../engine/errno.js';
-import { isChunkedBody } from '../plugins/binary.js';
+import { isChunkedBody, keyOrder, noteKeyOrder } from '../plugins/binary.js';
 import { BinaryBody } from '../plugins/docs.js';
 import { threadView } from '../views.js';
 
@@ -104,11 +104,12 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
       },
       response: { 200: EventReply, ...problems(400, 404, 413, 415) },
     },
+    preValidation: noteKeyOrder,
   }, async (req) => {
     const k = engine.kernel(req.params.kernel);
     const body: unknown = req.body;
     if (isChunkedBody(body)) return k.eventsBinary(req.params.tid, req.query.kind, body.chunks, body.length);
     if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
-    return k.eventsJson(req.params.tid, body as Record<string, unknown>);
+    return k.eventsJson(req.params.tid, body as Record<string, unknown>, keyOrder(req));
   });
 }
