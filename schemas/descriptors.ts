@@ -16,6 +16,8 @@ export const DescriptorView = z
     owner: z.number().int().nullable().describe('tid of the thread this descriptor is bound to'),
     closed: z.boolean().describe('closed, but still held by its tracing thread'),
     remote: z.unknown().describe('remote attachment, or null'),
+    bufsize: z.number().int().nullable().optional().describe('freebsd: bytes kcov_alloc allocates, roundup2(entries * 8, PAGE_SIZE 4096); null before KIOSETBUFSIZE'),
+    mmappable: z.boolean().optional().describe('freebsd: a real mmap(2) of the fd can succeed (kern_mmap page-rounds the length and kcov_mmap_single wants exactly entries * 8 bytes, so entries must fill whole pages); the coverage route shows the area regardless'),
   })
   .catchall(z.unknown())
   .meta({ id: 'Descriptor' });

@@ -12,7 +12,8 @@ export const KernelCreate = z
       .min(1)
       .max(0x7fffffff)
       .optional()
-      .describe("largest size the size ioctl accepts (never above the dialect's own limit); mirrors a fleet's real kernels"),
+      .describe("largest size the size ioctl accepts (never above the dialect's own limit); mirrors a fleet's real kernels. " +
+        'FreeBSD: the sysctl kern.kcov.max_entries itself (default 1 << 24), so it may be set above or below the default'),
   })
   .strict();
 

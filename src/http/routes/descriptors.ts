@@ -36,6 +36,9 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
     schema: {
       tags: ['descriptors'],
       summary: "close, with the dialect's close semantics (a descriptor a thread still traces lives until that thread lets go)",
+      description:
+        'freebsd: closing a RUNNING descriptor is 204 like any close: close(2) releases the fd even when kcov_close answers EBUSY; ' +
+        'the descriptor turns DYING, records nothing more and is freed at its thread\'s exit (kcov_thread_dtor).',
       params: FdParams,
       response: { 204: NoContent, ...problems(404) },
     },
@@ -51,7 +54,10 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
       description:
         'linux: KCOV_INIT_TRACE (0x80086301, arg words), KCOV_ENABLE (0x6364, arg 0 pc / 1 cmp), KCOV_DISABLE (0x6365, arg 0), ' +
         'KCOV_REMOTE_ENABLE (0x40186366, arg {trace_mode, area_size, handles, common_handle}), KCOV_UNIQUE_ENABLE (0x40086367, arg bitmap words), ' +
-        'KCOV_RESET_TRACE (0x6368, arg 0). Unknown requests fail as the dialect\'s kernel fails them (ENOTTY on Linux).',
+        'KCOV_RESET_TRACE (0x6368, arg 0). ' +
+        'freebsd: KIOSETBUFSIZE (0x20046304, arg entries 2 .. kern.kcov.max_entries), KIOENABLE (0x20046302, arg 0 pc / 1 cmp), ' +
+        'KIODISABLE (0x20006303); int arguments by value, only their low 32 bits reach the driver. ' +
+        'Unknown requests fail as the dialect\'s kernel fails them (ENOTTY on Linux, EINVAL on FreeBSD).',
       params: IoctlParams,
       body: IoctlBody,
       response: { 200: IoctlReply, ...problems(400, 403, 404, 409, 501, 507) },

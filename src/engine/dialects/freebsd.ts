@@ -1,0 +1,232 @@
+/**
+ * FreeBSD sys/kern/kern_kcov.c. Names follow the driver: a descriptor's
+ * `kstate` is info->state, `kmode` is info->mode (-1 when not running), the
+ * owner is info->thread; a thread's `kcov` is td->td_kcov_info.
+ *
+ * Invariants, each enforced where it is stated:
+ *  - info->thread and td->td_kcov_info point at each other or are both NULL
+ *    (KIOENABLE sets both, KIODISABLE and kcov_thread_dtor clear both);
+ *  - only a RUNNING info records (get_kinfo); DYING stops recording at once;
+ *  - the buffer is freed exactly once: by the cdevpriv destructor
+ *    (kcov_mmap_cleanup) when no thread holds the info, else by
+ *    kcov_thread_dtor when the holding thread goes away.
+ *
+ * FreeBSD has no remote coverage (kcov(4) BUGS), so the remote hooks are
+ * absent and the remote routes answer EOPNOTSUPP. Tracing in interrupt context
+ * is skipped by get_kinfo; over HTTP every event comes from a thread, so that
+ * rule has nothing to act on.
+ */
+import type { TraceMode } from '../area.js';
+import type { Command, Dialect, IoctlContext, Mapping } from '../dialect.js';
+import { fail } from '../errno.js';
+import type { Kernel } from '../kernel.js';
+import { Descriptor, type Thread } from '../model.js';
+import { parseU64 } from '../u64.js';
+
+/** enum { KCOV_STATE_INVALID, _OPEN, _READY, _RUNNING, _DYING } */
+export type FreeBSDState = 'OPEN' | 'READY' | 'RUNNING' | 'DYING';
+
+/** sys/kcov.h KCOV_MAXENTRIES: the default of sysctl kern.kcov.max_entries. */
+export const KCOV_MAXENTRIES = 1 << 24;
+export const KCOV_MODE_TRACE_PC = 0;
+export const KCOV_MODE_TRACE_CMP = 1;
+/** PAGE_SIZE on amd64/arm64 with 4 KiB pages; kcov_alloc rounds the buffer up to it. */
+export const FREEBSD_PAGE_SIZE = 4096;
+
+/** _IOWINT('c', 4), _IOWINT('c', 2), _IO('c', 3) */
+export const KIOSETBUFSIZE = 0x20046304;
+export const KIOENABLE = 0x20046302;
+export const KIODISABLE = 0x20006303;
+
+const FREEBSD_MODES = { pc: KCOV_MODE_TRACE_PC, cmp: KCOV_MODE_TRACE_CMP } as const;
+
+export class FreeBSDDescriptor extends Descriptor {
+  /** [D] info->state; kcov_open starts in OPEN. */
+  kstate: FreeBSDState = 'OPEN';
+  /** [D] info->mode: KCOV_MODE_TRACE_PC/CMP while RUNNING, -1 otherwise. */
+  kmode = -1;
+
+  get state(): string {
+    return this.kstate;
+  }
+
+  get mode(): TraceMode | null {
+    if (this.kstate !== 'RUNNING') return null;
+    return this.kmode === KCOV_MODE_TRACE_CMP ? 'cmp' : 'pc';
+  }
+
+  /** kcov_alloc: roundup2(entries * KCOV_ELEMENT_SIZE, PAGE_SIZE). */
+  get bufsize(): number {
+    if (this.area === null) return 0;
+    const bytes = this.area.words * 8;
+    return Math.ceil(bytes / FREEBSD_PAGE_SIZE) * FREEBSD_PAGE_SIZE;
+  }
+
+  override extra(): Record<string, unknown> {
+    return {
+      bufsize: this.area === null ? null : this.bufsize,
+      // kern_mmap rounds the length to pages before kcov_mmap_single compares
+      // size / KCOV_ELEMENT_SIZE with entries: only whole pages can be mapped.
+      mmappable: this.area !== null && (this.area.words * 8) % FREEBSD_PAGE_SIZE === 0,
+    };
+  }
+}
+
+function info(ctx: IoctlContext): FreeBSDDescriptor {
+  return ctx.d as FreeBSDDescriptor;
+}
+
+/**
+ * An _IOWINT argument: sys_ioctl stores the register in an `int`
+ * (`arg = (intptr_t)uap->data`), so only the low 32 bits reach the driver.
+ * Returns those bits as unsigned (the driver's `*(u_int *)data`).
+ */
+export function intArgBits(arg: unknown, what: string): number {
+  if (arg === undefined || arg === null) return 0;
+  if (typeof arg === 'number' && Number.isSafeInteger(arg)) return arg >>> 0;
+  if (typeof arg === 'string' && /^-[0-9]{1,15}$/.test(arg)) return Number(arg) >>> 0;
+  const halves = new Uint32Array(2);
+  if (!parseU64(arg, halves, 0)) fail('EINVAL', `${what}: expected an integer, got ${JSON.stringify(arg)}`);
+  return halves[0]!;
+}
+
+/** KIOENABLE's mode: the name "pc"/"cmp", or the int the driver reads (`*(int *)data`). */
+function modeBits(arg: unknown): number {
+  if (typeof arg === 'string' && Object.hasOwn(FREEBSD_MODES, arg)) return FREEBSD_MODES[arg as keyof typeof FREEBSD_MODES];
+  return intArgBits(arg, 'KIOENABLE mode') | 0;
+}
+
+/** The sysctl kern.kcov.max_entries of this kernel. */
+function maxEntries(kernel: Kernel): number {
+  return kernel.maxEntries ?? KCOV_MAXENTRIES;
+}
+
+/** kcov_free */
+function kcovFree(kernel: Kernel, d: FreeBSDDescriptor): void {
+  kernel.freeArea(d.area);
+  d.area = null;
+}
+
+export const FREEBSD_COMMANDS: Command[] = [
+  {
+    name: 'KIOSETBUFSIZE',
+    nr: KIOSETBUFSIZE,
+    argDoc: 'entries (int, by value, read as u_int); 2 .. kern.kcov.max_entries',
+    run(ctx) {
+      const d = info(ctx);
+      // kcov_ioctl: the state check comes before kcov_alloc looks at the size.
+      if (d.kstate !== 'OPEN') fail('EBUSY', `KIOSETBUFSIZE: state is ${d.kstate}, not OPEN (the buffer is set once)`);
+      const entries = intArgBits(ctx.arg, 'KIOSETBUFSIZE entries');
+      const max = maxEntries(ctx.kernel);
+      // kcov_alloc: `entries < 2 || entries > kcov_max_entries` is EINVAL.
+      if (entries < 2 || entries > max) {
+        fail('EINVAL', `KIOSETBUFSIZE: ${entries} entries is outside 2..${max} (kern.kcov.max_entries)`);
+      }
+      // kva_alloc failing is ENOMEM; the area holds exactly `entries` words.
+      d.area = ctx.kernel.allocArea(entries, `KIOSETBUFSIZE(${entries})`);
+      d.kstate = 'READY';
+      return 0;
+    },
+  },
+  {
+    name: 'KIOENABLE',
+    nr: KIOENABLE,
+    argDoc: 'trace mode (int, by value): KCOV_MODE_TRACE_PC (0) or KCOV_MODE_TRACE_CMP (1), or "pc" / "cmp"',
+    run(ctx) {
+      const d = info(ctx);
+      const td = ctx.thread;
+      // kcov_ioctl KIOENABLE, in the driver's order: state, thread, mode.
+      if (d.kstate !== 'READY') {
+        fail('EBUSY', `KIOENABLE: state is ${d.kstate}, not READY (${d.kstate === 'OPEN' ? 'KIOSETBUFSIZE first' : 'already enabled'})`);
+      }
+      if (td.kcov !== null) fail('EINVAL', `KIOENABLE: thread ${td.tid} already traces fd ${td.kcov.fd} (td_kcov_info != NULL)`);
+      const mode = modeBits(ctx.arg);
+      if (mode !== KCOV_MODE_TRACE_PC && mode !== KCOV_MODE_TRACE_CMP) {
+        fail('EINVAL', `KIOENABLE: mode ${mode} is neither KCOV_MODE_TRACE_PC (0) nor KCOV_MODE_TRACE_CMP (1)`);
+      }
+      d.owner = td;
+      d.kmode = mode;
+      d.kstate = 'RUNNING';
+      d.lastMode = mode === KCOV_MODE_TRACE_CMP ? 'cmp' : 'pc';
+      td.kcov = d;
+      td.trace = { area: d.area!, mode: d.lastMode };
+      return 0;
+    },
+  },
+  {
+    name: 'KIODISABLE',
+    nr: KIODISABLE,
+    argDoc: 'none (the argument is ignored)',
+    run(ctx) {
+      const d = info(ctx);
+      const td = ctx.thread;
+      // "Only the currently enabled thread may disable itself"
+      if (d.kstate !== 'RUNNING' || td.kcov !== d) {
+        fail('EINVAL', d.kstate !== 'RUNNING'
+          ? `KIODISABLE: state is ${d.kstate}, not RUNNING`
+          : `KIODISABLE: thread ${td.tid} is not the thread fd ${d.fd} traces`);
+      }
+      td.kcov = null;
+      td.trace = null;
+      d.kstate = 'READY';
+      d.kmode = -1;
+      d.owner = null;
+      return 0;
+    },
+  },
+];
+
+export const freebsd: Dialect = {
+  name: 'freebsd',
+  commands: FREEBSD_COMMANDS,
+  unknownCommand: 'EINVAL',
+  // kcov_mmap_single: `info->kvaddr == 0` is EINVAL.
+  mmapErrno: 'EINVAL',
+  modes: FREEBSD_MODES,
+  limits: (kernel) => ({ minEntries: 2, maxEntries: maxEntries(kernel) }),
+
+  open(_kernel, fd) {
+    return new FreeBSDDescriptor(fd);
+  },
+
+  close(kernel, dd) {
+    // kcov_close would answer EBUSY for a RUNNING info, but close(2) releases
+    // the fd regardless; the cdevpriv destructor kcov_mmap_cleanup does the work.
+    const d = dd as FreeBSDDescriptor;
+    d.kstate = 'DYING';
+    if (d.owner !== null) return; // freed by kcov_thread_dtor
+    kcovFree(kernel, d);
+  },
+
+  exit(kernel, t) {
+    // kcov_thread_dtor
+    const d = t.kcov as FreeBSDDescriptor | null;
+    if (d === null) return;
+    t.kcov = null;
+    t.trace = null;
+    d.owner = null;
+    d.kmode = -1;
+    if (d.kstate !== 'DYING') {
+      // "The kcov file is still open. Mark it as unused"
+      d.kstate = 'READY';
+      return;
+    }
+    kcovFree(kernel, d);
+  },
+
+  fork() {
+    // td_kcov_info is not inherited: a new thread starts untraced.
+  },
+
+  target(_kernel, t) {
+    // get_kinfo: only a RUNNING info records.
+    const d = t.kcov as FreeBSDDescriptor | null;
+    return d !== null && d.kstate === 'RUNNING' ? t.trace : null;
+  },
+
+  mapped(_kernel, dd): Mapping | null {
+    const d = dd as FreeBSDDescriptor;
+    if (d.area === null) return null;
+    return { area: d.area, trace: d.area, mode: d.mode ?? d.lastMode, bitmapWords: 0 };
+  },
+};
