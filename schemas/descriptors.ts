@@ -36,7 +36,7 @@ export const IoctlBody = z
     arg: z
       .union([z.number(), z.string(), z.record(z.string(), z.unknown()), z.null()])
       .optional()
-      .describe('the argument: a number (size, mode, 0), a mode name "pc"/"cmp", or a struct as an object (KCOV_REMOTE_ENABLE, KIOREMOTEATTACH); absent means 0'),
+      .describe('the argument: a number (size, mode, 0), a mode name "pc"/"cmp", or a struct as an object (KCOV_REMOTE_ENABLE, KIOREMOTEATTACH); absent means 0; OpenBSD: null is a NULL argument pointer (EFAULT)'),
   })
   .strict();
 

@@ -15,6 +15,8 @@ export interface Config {
   bodyLimit: number;
   /** Words of each per-CPU remote area. */
   cpuAreaWords: number | undefined;
+  /** Milliseconds a request waits for open remote sections (OpenBSD kr_barrier) before ETIMEDOUT. */
+  barrierTimeoutMs: number;
   logLevel: string;
 }
 
@@ -68,6 +70,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     token: e.KCOV_TOKEN === undefined || e.KCOV_TOKEN === '' ? undefined : e.KCOV_TOKEN,
     bodyLimit: e.KCOV_BODY_LIMIT === undefined ? 64 * 1024 ** 2 : parseSize(e.KCOV_BODY_LIMIT, 'KCOV_BODY_LIMIT'),
     cpuAreaWords: e.KCOV_CPU_AREA_WORDS === undefined ? undefined : int(e.KCOV_CPU_AREA_WORDS, 'KCOV_CPU_AREA_WORDS', 2, 1 << 26),
+    barrierTimeoutMs: e.KCOV_BARRIER_TIMEOUT_MS === undefined ? 1000 : int(e.KCOV_BARRIER_TIMEOUT_MS, 'KCOV_BARRIER_TIMEOUT_MS', 0, 600_000),
     logLevel: e.LOG_LEVEL ?? 'info',
   };
 }

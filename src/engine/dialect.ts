@@ -47,7 +47,11 @@ export interface Dialect {
 
   /** open("/dev/kcov"). */
   open(kernel: Kernel, fd: number): Descriptor;
-  /** The last close of the fd. The kernel has already removed it from the fd table. */
+  /**
+   * The last close of the fd. The kernel has already removed it from the fd
+   * table. It may throw before changing anything (WouldBlock); the fd then
+   * stays open.
+   */
   close(kernel: Kernel, d: Descriptor): void;
   /** Thread exit hook (kcov_task_exit, kcov_exit, kcov_lwp_free, kcov_thread_dtor). */
   exit(kernel: Kernel, t: Thread): void;
@@ -76,8 +80,11 @@ export interface Dialect {
   unregisterRemote?(kernel: Kernel, key: string): void;
   /** kcov_remote_start / kcov_remote_enter on a thread or a CPU. */
   enterSection?(kernel: Kernel, site: SectionSite, key: string): void;
-  /** kcov_remote_stop / kcov_remote_leave. */
-  leaveSection?(kernel: Kernel, site: SectionSite): void;
+  /**
+   * kcov_remote_stop / kcov_remote_leave. Returns the records the leave
+   * itself lost (OpenBSD kd_copy of an interrupt section is all or nothing).
+   */
+  leaveSection?(kernel: Kernel, site: SectionSite): number | void;
   /** GET /remotes: each remote with its attachment. */
   remotesView?(kernel: Kernel): unknown[];
   /** NetBSD kcov_silence_enter / _leave. */

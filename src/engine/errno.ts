@@ -66,3 +66,15 @@ export class KcovError extends Error {
 export function fail(errno: ErrnoName, detail: string): never {
   throw new KcovError(errno, detail);
 }
+
+/**
+ * A kernel operation that would sleep (OpenBSD kr_barrier: sections of a
+ * remote still open). Thrown before anything changes, so the caller may retry
+ * it; uncaught it reads as ETIMEDOUT, a wait of zero that ran out.
+ */
+export class WouldBlock extends KcovError {
+  constructor(detail: string) {
+    super('ETIMEDOUT', detail);
+    this.name = 'WouldBlock';
+  }
+}

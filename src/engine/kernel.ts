@@ -136,7 +136,14 @@ export class Kernel {
     const d = this.descriptor(fd);
     this.descriptors.delete(fd);
     d.closed = true;
-    this.dialect.close(this, d);
+    try {
+      this.dialect.close(this, d);
+    } catch (e) {
+      // The dialect refused before changing anything (it would block): still open.
+      d.closed = false;
+      this.descriptors.set(fd, d);
+      throw e;
+    }
   }
 
   command(cmd: string): Command | undefined {
@@ -329,7 +336,15 @@ export class Kernel {
     // A section the dialect did not open (handle not registered, ...) traces nothing.
     const target = section === null ? null : section.target;
     const r = this.apply(target, segs);
-    if (section !== null) leave(this, site);
+    if (section !== null) {
+      const lost = leave(this, site);
+      if (typeof lost === 'number' && lost > 0) {
+        r.accepted -= lost;
+        r.dropped += lost;
+        this.stats.accepted -= lost;
+        this.stats.dropped += lost;
+      }
+    }
     return r;
   }
 

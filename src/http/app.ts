@@ -66,10 +66,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // routes
   await app.register(serviceRoutes, { state });
   await app.register(kernelRoutes, { engine });
-  await app.register(descriptorRoutes, { engine });
+  await app.register(descriptorRoutes, { engine, barrierMs: config.barrierTimeoutMs });
   await app.register(coverageRoutes, { engine });
   await app.register(threadRoutes, { engine });
-  await app.register(remoteRoutes, { engine });
+  await app.register(remoteRoutes, { engine, barrierMs: config.barrierTimeoutMs });
   await app.register(cpuRoutes, { engine });
 
   app.addHook('onClose', async () => {

@@ -4,10 +4,12 @@ import {
   DescriptorList, DescriptorOpen, DescriptorView, FdParams, IoctlBody, IoctlParams, IoctlReply, KernelParams, NoContent, problems,
 } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
+import { waitOut } from '../barrier.js';
 import { descriptorView } from '../views.js';
 
-export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
+export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Engine; barrierMs?: number }): Promise<void> {
   const { engine } = opts;
+  const barrierMs = opts.barrierMs ?? 1000;
   const r = app.withTypeProvider<ZodTypeProvider>();
   const base = '/v1/kernels/:kernel/descriptors';
 
@@ -38,12 +40,15 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
       summary: "close, with the dialect's close semantics (a descriptor a thread still traces lives until that thread lets go)",
       description:
         'freebsd: closing a RUNNING descriptor is 204 like any close: close(2) releases the fd even when kcov_close answers EBUSY; ' +
-        'the descriptor turns DYING, records nothing more and is freed at its thread\'s exit (kcov_thread_dtor).',
+        'the descriptor turns DYING, records nothing more and is freed at its thread\'s exit (kcov_thread_dtor). ' +
+        'OpenBSD: closing a descriptor with a remote attached frees the remote, which waits (kr_barrier) for sections opened ' +
+        'with POST /threads/{tid}/remote to close; after KCOV_BARRIER_TIMEOUT_MS (default 1000) it fails with ETIMEDOUT (409) and the fd stays open.',
       params: FdParams,
-      response: { 204: NoContent, ...problems(404) },
+      response: { 204: NoContent, ...problems(404, 409) },
     },
   }, async (req, reply) => {
-    engine.kernel(req.params.kernel).close(req.params.fd);
+    const k = engine.kernel(req.params.kernel);
+    await waitOut(barrierMs, () => k.close(req.params.fd));
     return reply.code(204).send();
   });
 
@@ -57,13 +62,18 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
         'KCOV_RESET_TRACE (0x6368, arg 0). ' +
         'freebsd: KIOSETBUFSIZE (0x20046304, arg entries 2 .. kern.kcov.max_entries), KIOENABLE (0x20046302, arg 0 pc / 1 cmp), ' +
         'KIODISABLE (0x20006303); int arguments by value, only their low 32 bits reach the driver. ' +
-        'Unknown requests fail as the dialect\'s kernel fails them (ENOTTY on Linux, EINVAL on FreeBSD).',
+        'openbsd: KIOSETBUFSIZE (0x80084b01, arg entries 1..512Ki), KIOENABLE (0x80044b02, arg 1 pc / 2 cmp), KIODISABLE (0x20004b03), ' +
+        'KIOREMOTEATTACH (0x80084b04, arg {subsystem: 0, id}); an arg of null is a NULL pointer (EFAULT). KIODISABLE of a descriptor ' +
+        'with a remote waits (kr_barrier) for sections opened with POST /threads/{tid}/remote to close; after KCOV_BARRIER_TIMEOUT_MS ' +
+        '(default 1000) it fails with ETIMEDOUT (409) and nothing changes. ' +
+        'Unknown requests fail as the dialect\'s kernel fails them (ENOTTY on Linux and OpenBSD, EINVAL on NetBSD and FreeBSD).',
       params: IoctlParams,
       body: IoctlBody,
       response: { 200: IoctlReply, ...problems(400, 403, 404, 409, 501, 507) },
     },
   }, async (req) => {
-    const { ret, descriptor } = engine.kernel(req.params.kernel).ioctl(req.params.fd, req.params.cmd, req.body.tid, req.body.arg);
+    const k = engine.kernel(req.params.kernel);
+    const { ret, descriptor } = await waitOut(barrierMs, () => k.ioctl(req.params.fd, req.params.cmd, req.body.tid, req.body.arg));
     return { ret, descriptor: descriptorView(descriptor) };
   });
 }

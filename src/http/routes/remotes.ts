@@ -6,11 +6,13 @@ import {
 import type { Engine } from '../../engine/engine.js';
 import { fail } from '../../engine/errno.js';
 import { binarySegment, decodeJsonEvents } from '../../engine/events.js';
+import { waitOut } from '../barrier.js';
 import { isChunkedBody, keyOrder, noteKeyOrder } from '../plugins/binary.js';
 import { BinaryBody } from '../plugins/docs.js';
 
-export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
+export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine; barrierMs?: number }): Promise<void> {
   const { engine } = opts;
+  const barrierMs = opts.barrierMs ?? 1000;
   const r = app.withTypeProvider<ZodTypeProvider>();
   const base = '/v1/kernels/:kernel/remotes';
 
@@ -35,11 +37,15 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine 
     schema: {
       tags: ['remotes'],
       summary: 'the kernel side unregisters a remote (BSD kcov_remote_unregister)',
+      description:
+        'ENOENT when no such remote. OpenBSD kr_free waits (kr_barrier) for open sections of the remote; after ' +
+        'KCOV_BARRIER_TIMEOUT_MS (default 1000) it fails with ETIMEDOUT (409) and the remote stays.',
       params: RemoteParams,
       response: { 204: NoContent, ...problems(400, 404, 409, 501) },
     },
   }, async (req, reply) => {
-    engine.kernel(req.params.kernel).unregisterRemote(req.params.remote);
+    const k = engine.kernel(req.params.kernel);
+    await waitOut(barrierMs, () => k.unregisterRemote(req.params.remote));
     return reply.code(204).send();
   });
 
