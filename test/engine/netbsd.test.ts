@@ -106,7 +106,7 @@ t.test('max_entries of a kernel lowers or raises KCOV_BUF_MAX_ENTRIES', async (t
   const high = kernel({ maxEntries: 512 * 1024 });
   const fd = sized(high, 512 * 1024);
   t.equal(nd(high, fd).area!.words, 512 * 1024, 'syzkaller asks 512Ki entries');
-  errno(t, () => sized(high, 512 * 1024 + 1), 'EINVAL');
+  errno(t, () => sized(high, 512 * 1024 + 1), 'EINVAL', 'above a raised limit');
   const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1 << 30 });
   const made = e.createKernel({ name: 'nbsd', dialect: 'netbsd', maxEntries: 524288 });
   t.equal(netbsd.limits(made).maxEntries, 524288, 'Engine.createKernel passes it through');
