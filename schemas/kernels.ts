@@ -12,7 +12,10 @@ export const KernelCreate = z
       .min(1)
       .max(0x7fffffff)
       .optional()
-      .describe("largest size the size ioctl accepts (never above the dialect's own limit); mirrors a fleet's real kernels"),
+      .describe(
+        "largest size the size ioctl accepts; mirrors a fleet's real kernels. Linux: never above the dialect's own limit. " +
+          'NetBSD: replaces KCOV_BUF_MAX_ENTRIES (256Ki), lower or higher (syzkaller asks 512Ki), and sizes each remote buffer',
+      ),
   })
   .strict();
 

@@ -51,7 +51,10 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
       description:
         'linux: KCOV_INIT_TRACE (0x80086301, arg words), KCOV_ENABLE (0x6364, arg 0 pc / 1 cmp), KCOV_DISABLE (0x6365, arg 0), ' +
         'KCOV_REMOTE_ENABLE (0x40186366, arg {trace_mode, area_size, handles, common_handle}), KCOV_UNIQUE_ENABLE (0x40086367, arg bitmap words), ' +
-        'KCOV_RESET_TRACE (0x6368, arg 0). Unknown requests fail as the dialect\'s kernel fails them (ENOTTY on Linux).',
+        'KCOV_RESET_TRACE (0x6368, arg 0). ' +
+        'netbsd: KCOV_IOC_SETBUFSIZE (0x80084b01, arg entries), KCOV_IOC_ENABLE (0x80044b02, arg 0 none / 1 pc / 2 cmp), ' +
+        'KCOV_IOC_DISABLE (0x20004b03), KCOV_IOC_REMOTE_ATTACH (0x80104b0a, arg {subsystem, id}), KCOV_IOC_REMOTE_DETACH (0x20004b0b). ' +
+        'Unknown requests fail as the dialect\'s kernel fails them (ENOTTY on Linux).',
       params: IoctlParams,
       body: IoctlBody,
       response: { 200: IoctlReply, ...problems(400, 403, 404, 409, 501, 507) },
