@@ -8,7 +8,10 @@ export const DescriptorOpen = z
 export const DescriptorView = z
   .object({
     fd: z.number().int(),
-    state: z.string().describe("the driver's own state name: Linux kcov->mode (DISABLED, INIT, TRACE_PC, TRACE_CMP, UNIQUE_PC); OpenBSD NONE/READY/TRACE/DYING; FreeBSD OPEN/READY/RUNNING/DYING; NetBSD derived"),
+    state: z.string().describe("the driver's own state name: Linux kcov->mode (DISABLED, INIT, TRACE_PC, TRACE_CMP, UNIQUE_PC); OpenBSD NONE/READY/TRACE/DYING; FreeBSD OPEN/READY/RUNNING/DYING; " +
+      'NetBSD has no state enum, so it is derived from the kcov_t fields: NOBUF (no buffer yet), READY (buffer, not enabled), ' +
+      'ENABLED (kd->enabled), LWPFREE (closed while enabled: kd->lwpfree, freed when the owning LWP exits), ' +
+      'REMOTE / REMOTE_ENABLED (kd->remote attached; the remote kd not / is enabled), FREED (kcov_free ran)'),
     mode: z.enum(['pc', 'cmp']).nullable().describe('trace mode while enabled'),
     words: z.number().int().nullable().describe('area size in words (entries), null before the size ioctl'),
     count: z.number().int().nullable().describe('count word as stored, null before the size ioctl'),

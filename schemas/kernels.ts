@@ -12,8 +12,11 @@ export const KernelCreate = z
       .min(1)
       .max(0x7fffffff)
       .optional()
-      .describe("largest size the size ioctl accepts (never above the dialect's own limit); mirrors a fleet's real kernels. " +
-        'FreeBSD: the sysctl kern.kcov.max_entries itself (default 1 << 24), so it may be set above or below the default'),
+      .describe(
+        "largest size the size ioctl accepts; mirrors a fleet's real kernels. Linux: never above the dialect's own limit. " +
+          'NetBSD: replaces KCOV_BUF_MAX_ENTRIES (256Ki), lower or higher (syzkaller asks 512Ki), and sizes each remote buffer. ' +
+          'FreeBSD: the sysctl kern.kcov.max_entries itself (default 1 << 24), so it may be set above or below the default',
+      ),
   })
   .strict();
 

@@ -66,6 +66,8 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
         'KIOREMOTEATTACH (0x80084b04, arg {subsystem: 0, id}); an arg of null is a NULL pointer (EFAULT). KIODISABLE of a descriptor ' +
         'with a remote waits (kr_barrier) for sections opened with POST /threads/{tid}/remote to close; after KCOV_BARRIER_TIMEOUT_MS ' +
         '(default 1000) it fails with ETIMEDOUT (409) and nothing changes. ' +
+        'netbsd: KCOV_IOC_SETBUFSIZE (0x80084b01, arg entries), KCOV_IOC_ENABLE (0x80044b02, arg 0 none / 1 pc / 2 cmp), ' +
+        'KCOV_IOC_DISABLE (0x20004b03), KCOV_IOC_REMOTE_ATTACH (0x80104b0a, arg {subsystem, id}), KCOV_IOC_REMOTE_DETACH (0x20004b0b). ' +
         'Unknown requests fail as the dialect\'s kernel fails them (ENOTTY on Linux and OpenBSD, EINVAL on NetBSD and FreeBSD).',
       params: IoctlParams,
       body: IoctlBody,

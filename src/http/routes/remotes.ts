@@ -39,7 +39,8 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
       summary: 'the kernel side unregisters a remote (BSD kcov_remote_unregister)',
       description:
         'ENOENT when no such remote. OpenBSD kr_free waits (kr_barrier) for open sections of the remote; after ' +
-        'KCOV_BARRIER_TIMEOUT_MS (default 1000) it fails with ETIMEDOUT (409) and the remote stays.',
+        'KCOV_BARRIER_TIMEOUT_MS (default 1000) it fails with ETIMEDOUT (409) and the remote stays. ' +
+        'NetBSD has no kcov_remote_unregister; here it is refused with EBUSY while an fd is attached or a section is open.',
       params: RemoteParams,
       response: { 204: NoContent, ...problems(400, 404, 409, 501) },
     },
@@ -56,7 +57,10 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
       description:
         '`?context=task&tid=N` runs it on thread N; `?context=softirq&cpu=N` (Linux) or `?context=interrupt&cpu=N` (OpenBSD) ' +
         'on that CPU\'s own area, interrupting thread `tid` if given. A remote that is not registered makes the section a no-op ' +
-        '(everything ignored). Bodies as for thread events; `count` is the section area\'s count at leave.',
+        '(everything ignored). Bodies as for thread events; `count` is the section area\'s count at leave. ' +
+        'NetBSD: task context only (EOPNOTSUPP otherwise: it traces nothing in interrupts); an unregistered remote is ENOENT ' +
+        '(kcov_remote_enter panics) and a remote already entered EBUSY (KASSERT(refs == 1)); the section writes the ' +
+        'remote\'s shared buffer only if the remote was enabled at enter.',
       params: RemoteParams,
       querystring: RemoteEventsQuery,
       body: {

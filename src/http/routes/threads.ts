@@ -80,6 +80,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
     schema: {
       tags: ['threads'],
       summary: 'NetBSD kcov_silence_leave',
+      description: 'kd->silenced is a bool on the LWP\'s l_kcov: enters do not nest, a leave without an enter is a no-op, and a thread without an enabled kcov (or remote section) changes nothing.',
       params: TidParams,
       response: { 200: ThreadView, ...problems(404, 501) },
     },
