@@ -76,12 +76,23 @@ export interface Dialect {
   unregisterRemote?(kernel: Kernel, key: string): void;
   /** kcov_remote_start / kcov_remote_enter on a thread or a CPU. */
   enterSection?(kernel: Kernel, site: SectionSite, key: string): void;
-  /** kcov_remote_stop / kcov_remote_leave. */
-  leaveSection?(kernel: Kernel, site: SectionSite): void;
+  /**
+   * kcov_remote_stop / kcov_remote_leave. What it returns is merged into the
+   * one-shot section's reply (Linux: the section area's count and `moved`).
+   */
+  leaveSection?(kernel: Kernel, site: SectionSite): SectionLeave | void;
   /** GET /remotes: each remote with its attachment. */
   remotesView?(kernel: Kernel): unknown[];
   /** NetBSD kcov_silence_enter / _leave. */
   silence?(kernel: Kernel, t: Thread, on: boolean): void;
+}
+
+/** What leaving a section reports, beyond the events' own result. */
+export interface SectionLeave {
+  /** Count of the section's own area at leave. */
+  readonly count?: number | null;
+  /** Records the leave appended to the descriptor's area (Linux kcov_move_area); null when discarded. */
+  readonly moved?: number | null;
 }
 
 /** A remote as the wire names it: a path segment, or the body of a section request. */

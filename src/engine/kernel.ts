@@ -4,7 +4,7 @@
  * kernel owns the shared mechanics (tables, allocation, event application).
  */
 import { Area, WORD, type TraceMode } from './area.js';
-import type { Command, Dialect, Mapping, RemoteSpec, SectionSite } from './dialect.js';
+import type { Command, Dialect, Mapping, RemoteSpec, SectionLeave, SectionSite } from './dialect.js';
 import { KcovError, fail, type DialectName } from './errno.js';
 import { applySegments, binarySegment, decodeJsonEvents, type EventResult, type Segment } from './events.js';
 import type { MemoryBudget } from './memory.js';
@@ -310,7 +310,7 @@ export class Kernel {
     spec: RemoteSpec,
     where: { context: 'task'; tid: number } | { context: 'softirq' | 'interrupt'; cpu: number; tid?: number | undefined },
     decode: () => Segment[],
-  ): EventResult {
+  ): EventResult & SectionLeave {
     const key = this.remoteKey(spec);
     const enter = this.remoteOp('enterSection');
     const leave = this.remoteOp('leaveSection');
@@ -329,8 +329,9 @@ export class Kernel {
     // A section the dialect did not open (handle not registered, ...) traces nothing.
     const target = section === null ? null : section.target;
     const r = this.apply(target, segs);
-    if (section !== null) leave(this, site);
-    return r;
+    if (section === null) return r;
+    const left = leave(this, site);
+    return left === undefined ? r : { ...r, ...left };
   }
 
   silence(tid: number, on: boolean): Thread {

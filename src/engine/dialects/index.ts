@@ -1,10 +1,11 @@
 import type { Dialect } from '../dialect.js';
 import type { DialectName } from '../errno.js';
-import { linux } from './linux.js';
+import { linuxRemote } from './linux-remote.js';
 
 /** Dialects this build implements; the others are EOPNOTSUPP at kernel creation. */
 export const DIALECTS: Partial<Record<DialectName, Dialect>> = {
-  linux,
+  // linux.ts plus its remote coverage (linux-remote.ts).
+  linux: linuxRemote,
 };
 
 export const DIALECT_NAMES: readonly DialectName[] = ['linux', 'openbsd', 'netbsd', 'freebsd'];
