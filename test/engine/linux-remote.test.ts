@@ -525,3 +525,15 @@ t.test('KCOV_RESET_TRACE on a remote descriptor: only the enabling task, and it 
   t.equal(errno(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 0)), null, 'the enabling task');
   t.equal(desc(k, fd).area!.count, 0);
 });
+
+t.test('KCOV_MODE_UNIQUE_PC records PCs only: comparisons are not traced (write_comp_data needs TRACE_CMP)', async (t) => {
+  const k = kernel();
+  const fd = initFd(k, 1, 16);
+  k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 1, 1);
+  const r = k.eventsJson(1, { cmps: [{ size: 8, arg1: 1, arg2: 2, pc: 3 }] });
+  t.equal(r.ignored, 1);
+  t.equal(desc(k, fd).trace()!.count, 0);
+  k.ioctl(fd, 'KCOV_DISABLE', 1, 0);
+  k.ioctl(fd, 'KCOV_ENABLE', 1, 0);
+  t.equal(desc(k, fd).trace()!.base, 0, 'kcov_reset gave the whole area back to the trace');
+});
