@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { KernelName, Tid, U64 } from './common.js';
+import { EventReply } from './events.js';
+import { Hex, KernelName, Tid, U64 } from './common.js';
 
 export const RemoteParams = z.object({
   kernel: KernelName,
@@ -20,7 +21,42 @@ export const RemoteEventsQuery = z
   })
   .strict();
 
-export const RemoteList = z.object({ remotes: z.array(z.unknown()) });
+export const LinuxRemoteView = z
+  .object({
+    handle: Hex.describe('the registered handle (kcov_remote_add)'),
+    common: z.boolean().describe('registered as common_handle (true) or from handles[] (false)'),
+    fd: z.number().int().describe('descriptor that registered it (KCOV_REMOTE_ENABLE)'),
+    owner: z.number().int().nullable().describe('the enabling thread (kcov->t)'),
+    mode: z.enum(['pc', 'cmp']).describe("the descriptor's trace mode (kcov->mode)"),
+    area_size: z.number().int().describe("words of each task-context section's own area (kcov->remote_size)"),
+    sections: z
+      .array(z.object({ context: z.enum(['task', 'softirq']), tid: z.number().int().nullable().optional(), cpu: z.number().int().optional() }))
+      .describe('sections open on this handle: task (on thread tid) or softirq (on cpu, interrupting tid)'),
+  })
+  .describe('Linux: one registered remote handle')
+  .meta({ id: 'LinuxRemote' });
+
+export const RemoteList = z.object({
+  remotes: z.array(z.union([LinuxRemoteView, z.record(z.string(), z.unknown())])),
+});
+
+export const RemoteEventReply = EventReply.extend({
+  count: z
+    .number()
+    .int()
+    .nullable()
+    .describe("count word of the section's own area at leave (Linux: 0 when the section traced nothing); null when no section ran"),
+  moved: z
+    .number()
+    .int()
+    .nullable()
+    .optional()
+    .describe(
+      "Linux: records kcov_remote_stop appended to the descriptor's area (kcov_move_area: clamped to the free space, 0 when full); " +
+        'null when the section was discarded (KCOV_DISABLE or re-enable since its start); absent when no section ran ' +
+        '(handle not registered, area_size 0, hardirq context, nested start)',
+    ),
+});
 
 export const RemoteRegistered = z.object({ remote: z.string(), created: z.boolean() });
 

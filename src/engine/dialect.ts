@@ -81,14 +81,25 @@ export interface Dialect {
   /** kcov_remote_start / kcov_remote_enter on a thread or a CPU. */
   enterSection?(kernel: Kernel, site: SectionSite, key: string): void;
   /**
-   * kcov_remote_stop / kcov_remote_leave. Returns the records the leave
-   * itself lost (OpenBSD kd_copy of an interrupt section is all or nothing).
+   * kcov_remote_stop / kcov_remote_leave. What it returns is merged into the
+   * one-shot section's reply: Linux the section area's count and `moved`;
+   * OpenBSD the records an all-or-nothing interrupt copy (kd_copy) lost.
    */
-  leaveSection?(kernel: Kernel, site: SectionSite): number | void;
+  leaveSection?(kernel: Kernel, site: SectionSite): SectionLeave | void;
   /** GET /remotes: each remote with its attachment. */
   remotesView?(kernel: Kernel): unknown[];
   /** NetBSD kcov_silence_enter / _leave. */
   silence?(kernel: Kernel, t: Thread, on: boolean): void;
+}
+
+/** What leaving a section reports, beyond the events' own result. */
+export interface SectionLeave {
+  /** Count of the section's own area at leave. */
+  readonly count?: number | null;
+  /** Records the leave appended to the descriptor's area (Linux kcov_move_area); null when discarded. */
+  readonly moved?: number | null;
+  /** Records accepted into the section but lost when it was copied out (they count as dropped). */
+  readonly lost?: number;
 }
 
 /** A remote as the wire names it: a path segment, or the body of a section request. */

@@ -4,7 +4,7 @@
  * kernel owns the shared mechanics (tables, allocation, event application).
  */
 import { Area, WORD, type TraceMode } from './area.js';
-import type { Command, Dialect, Mapping, RemoteSpec, SectionSite } from './dialect.js';
+import type { Command, Dialect, Mapping, RemoteSpec, SectionLeave, SectionSite } from './dialect.js';
 import { KcovError, fail, type DialectName } from './errno.js';
 import { applySegments, binarySegment, decodeJsonEvents, type EventResult, type Segment } from './events.js';
 import type { MemoryBudget } from './memory.js';
@@ -317,7 +317,7 @@ export class Kernel {
     spec: RemoteSpec,
     where: { context: 'task'; tid: number } | { context: 'softirq' | 'interrupt'; cpu: number; tid?: number | undefined },
     decode: () => Segment[],
-  ): EventResult {
+  ): EventResult & SectionLeave {
     const key = this.remoteKey(spec);
     const enter = this.remoteOp('enterSection');
     const leave = this.remoteOp('leaveSection');
@@ -336,16 +336,17 @@ export class Kernel {
     // A section the dialect did not open (handle not registered, ...) traces nothing.
     const target = section === null ? null : section.target;
     const r = this.apply(target, segs);
-    if (section !== null) {
-      const lost = leave(this, site);
-      if (typeof lost === 'number' && lost > 0) {
-        r.accepted -= lost;
-        r.dropped += lost;
-        this.stats.accepted -= lost;
-        this.stats.dropped += lost;
-      }
+    if (section === null) return r;
+    const left = leave(this, site);
+    if (left === undefined) return r;
+    const { lost, ...rest } = left;
+    if (lost !== undefined && lost > 0) {
+      r.accepted -= lost;
+      r.dropped += lost;
+      this.stats.accepted -= lost;
+      this.stats.dropped += lost;
     }
-    return r;
+    return { ...r, ...rest };
   }
 
   silence(tid: number, on: boolean): Thread {

@@ -32,8 +32,8 @@ export class LinuxDescriptor extends Descriptor {
   kmode: LinuxMode = 'DISABLED';
   /** [D] kcov->refcount: the fd plus a bound task. */
   refs = 1;
-  /** [D] kcov->sequence, bumped by every kcov_reset. */
-  sequence = 0;
+  /** [D] kcov->sequence, bumped by every kcov_reset (kcov_open starts it at 1). */
+  sequence = 1;
   /** [D] kcov->remote and kcov->remote_size (words of each remote section's area). */
   remote = false;
   remoteSize = 0;
@@ -74,12 +74,12 @@ export class LinuxDescriptor extends Descriptor {
   }
 }
 
-function taskMode(t: Thread): LinuxTaskMode {
+export function taskMode(t: Thread): LinuxTaskMode {
   return (t.data.kcovMode as LinuxTaskMode | undefined) ?? 'DISABLED';
 }
 
 /** kcov_start: the task now writes into `area` in `mode`. */
-function kcovStart(t: Thread, d: LinuxDescriptor, target: TraceTarget | null, mode: LinuxTaskMode): void {
+export function kcovStart(t: Thread, d: LinuxDescriptor, target: TraceTarget | null, mode: LinuxTaskMode): void {
   t.kcov = d;
   t.trace = target;
   t.data.kcovMode = mode;
@@ -142,14 +142,14 @@ function linuxDescriptor(ctx: IoctlContext): LinuxDescriptor {
 }
 
 /** kcov_get_mode */
-function getMode(arg: unknown): LinuxMode {
+export function getMode(arg: unknown): LinuxMode {
   const m = modeArg(arg, LINUX_MODES, 'KCOV_ENABLE mode');
   if (m === KCOV_TRACE_PC) return 'TRACE_PC';
   if (m === KCOV_TRACE_CMP) return 'TRACE_CMP';
   fail('EINVAL', `trace mode ${String(arg)} is neither KCOV_TRACE_PC (0) nor KCOV_TRACE_CMP (1)`);
 }
 
-const LINUX_MODES = { pc: KCOV_TRACE_PC, cmp: KCOV_TRACE_CMP } as const;
+export const LINUX_MODES = { pc: KCOV_TRACE_PC, cmp: KCOV_TRACE_CMP } as const;
 
 /** The checks KCOV_ENABLE, KCOV_REMOTE_ENABLE and KCOV_UNIQUE_ENABLE share, in the kernel's order. */
 export function checkEnable(d: LinuxDescriptor, t: Thread, what: string): void {

@@ -439,26 +439,26 @@ export const openbsd: Dialect = {
       const s = p.section;
       if (p.kcov === null || s === null) {
         p.section = null;
-        return 0;
+        return undefined;
       }
       const kr = remotes(kernel).get(s.remote);
       p.section = null;
-      if (kr === undefined) return 0;
+      if (kr === undefined) return undefined;
       // KASSERT(p->p_kd == kr->kr_kd)
       p.kcov = null;
       kr.nsections--;
-      return 0;
+      return undefined;
     }
     const cpu = site.cpu;
     const s = cpu.section;
-    if (s === null) return 0;
+    if (s === null) return undefined;
     cpu.section = null;
     const kr = remotes(kernel).get(s.remote);
-    if (kr === undefined) return 0;
+    if (kr === undefined) return undefined;
     // "Stop writing to the coverage buffer associated with this CPU before copying its contents."
     const lost = kr.kd === null ? 0 : kdCopy(kr.kd, s.target!.area, s.target!.mode);
     kr.nsections--;
-    return lost;
+    return { lost };
   },
 
   remotesView(kernel) {

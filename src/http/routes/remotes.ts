@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import {
-  EventReply, JsonEvents, KernelParams, NoContent, RemoteEventsQuery, RemoteList, RemoteParams, RemoteRegistered, problems,
+  JsonEvents, KernelParams, NoContent, RemoteEventReply, RemoteEventsQuery, RemoteList, RemoteParams, RemoteRegistered, problems,
 } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
 import { fail } from '../../engine/errno.js';
@@ -18,7 +18,7 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
 
   r.get(base, {
     schema: { tags: ['remotes'], summary: 'every remote with its attachment: descriptor, mode, open sections', params: KernelParams, response: { 200: RemoteList, ...problems(404) } },
-  }, async (req) => ({ remotes: engine.kernel(req.params.kernel).remotesView() }));
+  }, async (req) => ({ remotes: engine.kernel(req.params.kernel).remotesView() as Record<string, unknown>[] }));
 
   r.put(`${base}/:remote`, {
     schema: {
@@ -69,7 +69,7 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
           'application/octet-stream': { schema: BinaryBody },
         },
       },
-      response: { 200: EventReply, ...problems(400, 404, 409, 413, 415, 501, 507) },
+      response: { 200: RemoteEventReply, ...problems(400, 404, 409, 413, 415, 501, 507) },
     },
     preValidation: noteKeyOrder,
   }, async (req) => {
