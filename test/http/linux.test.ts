@@ -9,7 +9,7 @@ t.test('a syzkaller-style loop: open, init, enable, events, read, reset', async 
   const init = await c.ok(fd, 'KCOV_INIT_TRACE', 100, 64);
   t.same(init.descriptor, {
     fd, state: 'INIT', mode: null, words: 64, count: 0, capacity: 63, owner: null, closed: false,
-    remote: null, sequence: 0, bitmap_words: 0,
+    remote: null, sequence: 1, bitmap_words: 0, // kcov_open: kcov->sequence = 1
   });
   const en = await c.ok(fd, 'KCOV_ENABLE', 100, 0);
   t.equal(en.ret, 0);
