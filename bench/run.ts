@@ -42,8 +42,8 @@ async function measure(s: Server, load: Load): Promise<{ rps: number; cpu: numbe
 }
 
 async function spawnServer(kind: string): Promise<Server> {
-  // BENCH_PROF=dir: kcovd writes a CPU profile there (node --cpu-prof) when the run ends.
-  const prof = kind === 'kcovd' && process.env.BENCH_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
+  // BENCH_PROF=dir: every server writes a CPU profile there (node --cpu-prof) when the run ends.
+  const prof = process.env.BENCH_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
   const child = fork(`${HERE}servers.js`, [kind], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: prof });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m: { port: number }) => resolve(m.port));

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { CountBody, CountReply, CoverageJson, CoverageQuery, FdParams, problems } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
 import { coverageJson, coverageText, negotiate, parseRange } from '../codecs/coverage.js';
+import { countBody, coverageQuery, fastValidator, fdParams, sendJson } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 import { sendProblem } from '../plugins/errors.js';
 
@@ -36,6 +37,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
         ...problems(400, 404, 416, 507),
       },
     },
+    validatorCompiler: fastValidator({ params: fdParams, querystring: coverageQuery }),
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const d = k.descriptor(req.params.fd);
@@ -74,9 +76,10 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
       body: CountBody,
       response: { 200: CountReply, ...problems(400, 404, 507) },
     },
-  }, async (req) => {
+    validatorCompiler: fastValidator({ params: fdParams, body: countBody }),
+  }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const m = k.setCount(k.descriptor(req.params.fd), req.body.count);
-    return { count: m.trace.count, words: m.trace.words };
+    return sendJson(reply, `{"count":${m.trace.count},"words":${m.trace.words}}`);
   });
 }

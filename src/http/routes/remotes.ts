@@ -7,6 +7,7 @@ import type { Engine } from '../../engine/engine.js';
 import { fail } from '../../engine/errno.js';
 import { binarySegment, decodeJsonEvents } from '../../engine/events.js';
 import { isChunkedBody } from '../plugins/binary.js';
+import { binaryBody, eventReplyJson, fastValidator, sendJson } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 
 export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
@@ -61,7 +62,8 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine 
       },
       response: { 200: EventReply, ...problems(400, 404, 409, 413, 415, 501, 507) },
     },
-  }, async (req) => {
+    validatorCompiler: fastValidator({ body: binaryBody }),
+  }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const q = req.query;
     const body: unknown = req.body;
@@ -70,12 +72,16 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine 
       if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
       return decodeJsonEvents(body as Record<string, unknown>);
     };
-    if (q.context === 'task') {
-      if (q.tid === undefined) fail('EINVAL', 'context=task needs tid');
-      if (q.cpu !== undefined) fail('EINVAL', 'context=task takes tid, not cpu');
-      return k.oneShotSection(req.params.remote, { context: 'task', tid: q.tid }, decode);
+    try {
+      if (q.context === 'task') {
+        if (q.tid === undefined) fail('EINVAL', 'context=task needs tid');
+        if (q.cpu !== undefined) fail('EINVAL', 'context=task takes tid, not cpu');
+        return sendJson(reply, eventReplyJson(k.oneShotSection(req.params.remote, { context: 'task', tid: q.tid }, decode)));
+      }
+      if (q.cpu === undefined) fail('EINVAL', `context=${q.context} needs cpu`);
+      return sendJson(reply, eventReplyJson(k.oneShotSection(req.params.remote, { context: q.context, cpu: q.cpu, tid: q.tid }, decode)));
+    } finally {
+      if (isChunkedBody(body)) body.release();
     }
-    if (q.cpu === undefined) fail('EINVAL', `context=${q.context} needs cpu`);
-    return k.oneShotSection(req.params.remote, { context: q.context, cpu: q.cpu, tid: q.tid }, decode);
   });
 }
