@@ -72,16 +72,12 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine 
       if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
       return decodeJsonEvents(body as Record<string, unknown>);
     };
-    try {
-      if (q.context === 'task') {
-        if (q.tid === undefined) fail('EINVAL', 'context=task needs tid');
-        if (q.cpu !== undefined) fail('EINVAL', 'context=task takes tid, not cpu');
-        return sendJson(reply, eventReplyJson(k.oneShotSection(req.params.remote, { context: 'task', tid: q.tid }, decode)));
-      }
-      if (q.cpu === undefined) fail('EINVAL', `context=${q.context} needs cpu`);
-      return sendJson(reply, eventReplyJson(k.oneShotSection(req.params.remote, { context: q.context, cpu: q.cpu, tid: q.tid }, decode)));
-    } finally {
-      if (isChunkedBody(body)) body.release();
+    if (q.context === 'task') {
+      if (q.tid === undefined) fail('EINVAL', 'context=task needs tid');
+      if (q.cpu !== undefined) fail('EINVAL', 'context=task takes tid, not cpu');
+      return sendJson(reply, eventReplyJson(k.oneShotSection(req.params.remote, { context: 'task', tid: q.tid }, decode)));
     }
+    if (q.cpu === undefined) fail('EINVAL', `context=${q.context} needs cpu`);
+    return sendJson(reply, eventReplyJson(k.oneShotSection(req.params.remote, { context: q.context, cpu: q.cpu, tid: q.tid }, decode)));
   });
 }

@@ -110,13 +110,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const body: unknown = req.body;
-    if (isChunkedBody(body)) {
-      try {
-        return sendJson(reply, eventReplyJson(k.eventsBinary(req.params.tid, req.query.kind, body.chunks, body.length)));
-      } finally {
-        body.release(); // the engine copied what it keeps, synchronously
-      }
-    }
+    if (isChunkedBody(body)) return sendJson(reply, eventReplyJson(k.eventsBinary(req.params.tid, req.query.kind, body.chunks, body.length)));
     if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
     return sendJson(reply, eventReplyJson(k.eventsJson(req.params.tid, body as Record<string, unknown>)));
   });
