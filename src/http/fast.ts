@@ -5,8 +5,8 @@
  * The zod schemas stay the source of truth: a fast check only ever accepts a
  * subset of what its schema accepts and yields the value zod would yield;
  * anything else (odd spellings, errors) goes to the zod validator, so error
- * replies are exactly zod's. test/http/fast-validation.test.ts holds each fast
- * check against its schema.
+ * replies are exactly zod's. test/http/binary-ingest.test.ts ("fast checks give way to zod")
+ * holds the fast checks against their schemas.
  */
 import type { FastifyReply, FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
