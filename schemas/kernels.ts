@@ -32,4 +32,11 @@ export const KernelView = z.object({
   min_entries: z.number().int().describe('smallest size the size ioctl accepts'),
 });
 
-export const KernelList = z.object({ kernels: z.array(KernelView) });
+export const MemoryUse = z
+  .object({
+    used: z.number().int().describe('bytes all areas of all kernels hold, charged against KCOV_MEMORY_LIMIT'),
+    limit: z.number().int().describe('KCOV_MEMORY_LIMIT in bytes; an allocation past it fails with ENOMEM'),
+  })
+  .describe('the memory budget every coverage area of every kernel is charged to');
+
+export const KernelList = z.object({ kernels: z.array(KernelView), memory: MemoryUse });

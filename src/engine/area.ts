@@ -121,7 +121,10 @@ export class Area {
 
   /** Copy of the window's bytes (a snapshot that later writes cannot tear). */
   snapshot(): Buffer {
-    return Buffer.from(this.bytes);
+    // allocUnsafeSlow: no zero fill and no pool slice for bytes that are overwritten at once.
+    const out = Buffer.allocUnsafeSlow(this.bytes.length);
+    out.set(this.bytes);
+    return out;
   }
 
   wordLo(word: number): number {

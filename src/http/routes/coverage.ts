@@ -3,7 +3,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CountBody, CountReply, CoverageJson, CoverageQuery, FdParams, problems } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
-import { coverageJson, coverageText, negotiate, parseRange } from '../codecs/coverage.js';
+import { coverageJsonBuffer, coverageTextBuffer, negotiate, parseRange } from '../codecs/coverage.js';
+import { countBody, coverageQuery, fastValidator, fdParams, sendJson } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 import { sendProblem } from '../plugins/errors.js';
 
@@ -36,6 +37,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
         ...problems(400, 404, 416, 507),
       },
     },
+    validatorCompiler: fastValidator({ params: fdParams, querystring: coverageQuery }),
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const d = k.descriptor(req.params.fd);
@@ -43,17 +45,18 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     const format = req.query.format ?? negotiate(req.headers.accept);
     const mode = req.query.mode ?? m.mode;
     const reset = req.query.reset === 'true' || req.query.reset === '1';
-    let payload: string | Buffer;
+    // Every format is encoded from the area at this instant, before any reset.
+    let payload: Buffer;
     if (format === 'binary') {
       payload = m.area.snapshot();
     } else if (format === 'json') {
-      payload = coverageJson(m.trace, mode);
+      payload = coverageJsonBuffer(m.trace, mode);
     } else {
-      payload = coverageText(m.trace, mode);
+      payload = coverageTextBuffer(m.trace, mode);
     }
     if (reset) k.resetCoverage(d);
-    if (format === 'json') return reply.type('application/json').send(payload);
-    if (format === 'text') return reply.type('text/plain; charset=utf-8').send(payload);
+    if (format === 'json') return reply.header('content-type', 'application/json; charset=utf-8').send(payload);
+    if (format === 'text') return reply.header('content-type', 'text/plain; charset=utf-8').send(payload);
     const buf = payload as Buffer;
     reply.header('accept-ranges', 'bytes').type('application/octet-stream');
     const range = parseRange(req.headers.range, buf.length);
@@ -74,9 +77,10 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
       body: CountBody,
       response: { 200: CountReply, ...problems(400, 404, 507) },
     },
-  }, async (req) => {
+    validatorCompiler: fastValidator({ params: fdParams, body: countBody }),
+  }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const m = k.setCount(k.descriptor(req.params.fd), req.body.count);
-    return { count: m.trace.count, words: m.trace.words };
+    return sendJson(reply, `{"count":${m.trace.count},"words":${m.trace.words}}`);
   });
 }

@@ -10,7 +10,10 @@ export async function kernelRoutes(app: FastifyInstance, opts: { engine: Engine 
 
   r.get('/v1/kernels', {
     schema: { tags: ['kernels'], summary: 'list kernels', response: { 200: KernelList } },
-  }, async () => ({ kernels: [...engine.kernels.values()].map(kernelView) }));
+  }, async () => ({
+    kernels: [...engine.kernels.values()].map(kernelView),
+    memory: { used: engine.budget.used, limit: engine.budget.limit },
+  }));
 
   r.post('/v1/kernels', {
     schema: {

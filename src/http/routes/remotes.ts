@@ -8,6 +8,7 @@ import { fail } from '../../engine/errno.js';
 import { binarySegment, decodeJsonEvents } from '../../engine/events.js';
 import { waitOut } from '../barrier.js';
 import { isChunkedBody, keyOrder, noteKeyOrder } from '../plugins/binary.js';
+import { binaryBody, fastValidator, sendJson } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 
 export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine; barrierMs?: number }): Promise<void> {
@@ -72,7 +73,8 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
       response: { 200: RemoteEventReply, ...problems(400, 404, 409, 413, 415, 501, 507) },
     },
     preValidation: noteKeyOrder,
-  }, async (req) => {
+    validatorCompiler: fastValidator({ body: binaryBody }),
+  }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const q = req.query;
     const body: unknown = req.body;
@@ -84,9 +86,10 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
     if (q.context === 'task') {
       if (q.tid === undefined) fail('EINVAL', 'context=task needs tid');
       if (q.cpu !== undefined) fail('EINVAL', 'context=task takes tid, not cpu');
-      return k.oneShotSection(req.params.remote, { context: 'task', tid: q.tid }, decode);
+      // Not a hot path, and the reply carries the dialect's extra fields (Linux `moved`).
+      return sendJson(reply, JSON.stringify(k.oneShotSection(req.params.remote, { context: 'task', tid: q.tid }, decode)));
     }
     if (q.cpu === undefined) fail('EINVAL', `context=${q.context} needs cpu`);
-    return k.oneShotSection(req.params.remote, { context: q.context, cpu: q.cpu, tid: q.tid }, decode);
+    return sendJson(reply, JSON.stringify(k.oneShotSection(req.params.remote, { context: q.context, cpu: q.cpu, tid: q.tid }, decode)));
   });
 }

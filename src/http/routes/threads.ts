@@ -6,6 +6,7 @@ import {
 import type { Engine } from '../../engine/engine.js';
 import { fail } from '../../engine/errno.js';
 import { isChunkedBody, keyOrder, noteKeyOrder } from '../plugins/binary.js';
+import { binaryBody, eventReplyJson, eventsQuery, fastValidator, sendJson, tidParams } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 import { threadView } from '../views.js';
 
@@ -106,11 +107,13 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
       response: { 200: EventReply, ...problems(400, 404, 413, 415) },
     },
     preValidation: noteKeyOrder,
-  }, async (req) => {
+    // The hot path: fast checks in front of zod, a pre-encoded reply.
+    validatorCompiler: fastValidator({ params: tidParams, querystring: eventsQuery, body: binaryBody }),
+  }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const body: unknown = req.body;
-    if (isChunkedBody(body)) return k.eventsBinary(req.params.tid, req.query.kind, body.chunks, body.length);
+    if (isChunkedBody(body)) return sendJson(reply, eventReplyJson(k.eventsBinary(req.params.tid, req.query.kind, body.chunks, body.length)));
     if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
-    return k.eventsJson(req.params.tid, body as Record<string, unknown>, keyOrder(req));
+    return sendJson(reply, eventReplyJson(k.eventsJson(req.params.tid, body as Record<string, unknown>, keyOrder(req))));
   });
 }
