@@ -8,8 +8,8 @@ import { createReadStream, realpathSync, statSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { KcovdClient, type EventResult, type KernelClient } from './client/client.js';
-import { KcovdError } from './client/errors.js';
+// Types only: the client (and undici) load when a command needs them, so --help starts fast.
+import type { EventResult, KcovdClient, KernelClient } from './client/client.js';
 import { BinaryBatcher, readAll, sniff, TextBatcher, type InputFormat } from './cli/input.js';
 import { Progress } from './cli/progress.js';
 import { loadConfig } from './config.js';
@@ -404,6 +404,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  const { KcovdClient } = await import('./client/client.js');
+  const { KcovdError } = await import('./client/errors.js');
   const client = new KcovdClient({ url: values.url as string | undefined, token: values.token as string | undefined, connections: 1 });
   const json = values.json === true;
   const ctx: Context = {
