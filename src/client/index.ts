@@ -1,0 +1,5 @@
+/** kcovd client: typed routes, problem errors, BigInt-free coverage views and an event batcher. */
+export * from './client.js';
+export { KcovdError, isKcovdError, type Errno, type ProblemBody } from './errors.js';
+export { CoverageSnapshot, type CmpView } from './snapshot.js';
+export { EventBatcher, type BatcherOptions, type BatcherTotals, type U64Input } from './batcher.js';
