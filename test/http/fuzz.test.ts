@@ -302,41 +302,46 @@ t.test(`fuzz every route (${TARGET} requests, seed ${SEED})`, { timeout: TIMEOUT
 
   let requests = 0;
   const statuses = new Map<number, number>();
-  // Sequences average (MAX_SEQ + 1) / 2 fuzzed requests plus about 3 set-up steps.
-  const runs = Math.max(1, Math.ceil(TARGET / ((MAX_SEQ + 1) / 2 + 3)));
   const started = Date.now();
-  await fc.assert(
-    fc.asyncProperty(
-      fc.array(setupStep, { maxLength: 6 }),
-      fc.integer({ min: 1, max: MAX_SEQ }).chain((n) => fc.array(request, { minLength: n, maxLength: n })),
-      async (setup, fuzz) => {
-      const seq = [...setup, ...fuzz];
-      resetEngine(app);
-      for (let i = 0; i < seq.length; i++) {
-        const req = seq[i]!;
-        const before = fingerprint(app);
-        const res = await app.inject(req as never);
-        requests++;
-        statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
-        const rid = req.headers['x-request-id'];
-        const expectId = rid !== undefined && /^[\w.:@/+=-]{1,128}$/.test(rid) ? rid : undefined;
-        const where = `request ${i} ${req.method} ${req.url} -> ${res.statusCode} ${res.body.slice(0, 200)}`;
-        const bad = checkReply(req, res, expectId);
-        if (bad !== null) throw new Error(`${where}: ${bad}`);
-        const broken = app.engine.checkInvariants();
-        if (broken.length > 0) throw new Error(`${where}: invariants: ${broken.join('; ')}`);
-        const ok = res.statusCode >= 200 && res.statusCode < 300;
-        const readOnly = (req.method === 'GET' || req.method === 'HEAD') && !/[?&]reset=(true|1)(&|$)/.test(req.url);
-        if (!ok || readOnly) {
-          const diff = sameState(before, fingerprint(app));
-          if (diff !== null) throw new Error(`${where}: ${ok ? 'a read' : 'a failed request'} changed state: ${diff}`);
-        }
-      }
-    }),
-    { seed: SEED, numRuns: runs, endOnFailure: true, ...(PATH === undefined ? {} : { path: PATH }) },
-  );
+  // Sequences average (MAX_SEQ + 1) / 2 fuzzed requests plus about 3 set-up steps; passes
+  // with the next seed top up until the target is reached.
+  for (let pass = 0; requests < TARGET; pass++) {
+    const runs = Math.max(1, Math.ceil((TARGET - requests) / ((MAX_SEQ + 1) / 2 + 3)));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(setupStep, { maxLength: 6 }),
+        fc.integer({ min: 1, max: MAX_SEQ }).chain((n) => fc.array(request, { minLength: n, maxLength: n })),
+        async (setup, fuzz) => {
+          const seq = [...setup, ...fuzz];
+          resetEngine(app);
+          for (let i = 0; i < seq.length; i++) {
+            const req = seq[i]!;
+            const before = fingerprint(app);
+            const res = await app.inject(req as never);
+            requests++;
+            statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+            const rid = req.headers['x-request-id'];
+            const expectId = rid !== undefined && /^[\w.:@/+=-]{1,128}$/.test(rid) ? rid : undefined;
+            const where = `request ${i} ${req.method} ${req.url} -> ${res.statusCode} ${res.body.slice(0, 200)}`;
+            const bad = checkReply(req, res, expectId);
+            if (bad !== null) throw new Error(`${where}: ${bad}`);
+            const broken = app.engine.checkInvariants();
+            if (broken.length > 0) throw new Error(`${where}: invariants: ${broken.join('; ')}`);
+            const ok = res.statusCode >= 200 && res.statusCode < 300;
+            const readOnly = (req.method === 'GET' || req.method === 'HEAD') && !/[?&]reset=(true|1)(&|$)/.test(req.url);
+            if (!ok || readOnly) {
+              const diff = sameState(before, fingerprint(app));
+              if (diff !== null) throw new Error(`${where}: ${ok ? 'a read' : 'a failed request'} changed state: ${diff}`);
+            }
+          }
+        },
+      ),
+      { seed: SEED + pass, numRuns: runs, endOnFailure: true, ...(PATH === undefined ? {} : { path: PATH }) },
+    );
+    if (PATH !== undefined) break;
+  }
   const secs = (Date.now() - started) / 1000;
   t.comment(`${requests} requests in ${secs.toFixed(1)} s; statuses ${JSON.stringify(Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0])))}`);
-  t.ok(requests >= TARGET * 0.8, 'the target number of requests ran');
+  t.ok(requests >= TARGET || PATH !== undefined, 'the target number of requests ran');
   t.ok((statuses.get(200) ?? 0) + (statuses.get(201) ?? 0) > requests / 20, 'a fair share of requests got through to the engine');
 });
