@@ -6,6 +6,10 @@ export const CoverageQuery = z
     reset: z.enum(['true', 'false', '1', '0']).optional().describe('read, then set the count to 0 in one step'),
     format: z.enum(['binary', 'json', 'text']).optional().describe('overrides the Accept header'),
     mode: z.enum(['pc', 'cmp']).optional().describe("how to read the records; the descriptor's current (or last) mode when absent"),
+    wait: z.coerce.number().int().min(0).max(3_600_000).optional()
+      .describe('long-poll: milliseconds to wait for the count to differ from `since` (capped at KCOV_MAX_WAIT)'),
+    since: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional()
+      .describe('long-poll: the count the caller last saw; default the count when the request arrives'),
   })
   .strict();
 

@@ -18,6 +18,26 @@ export interface Config {
   /** Milliseconds a request waits for open remote sections (OpenBSD kr_barrier) before ETIMEDOUT. */
   barrierTimeoutMs: number;
   logLevel: string;
+  /** Kernels the engine may hold at once (KCOV_MAX_KERNELS); past it, ENOMEM. */
+  maxKernels: number;
+  /** Open descriptors per kernel (KCOV_MAX_DESCRIPTORS); past it, ENOMEM. */
+  maxDescriptors: number;
+  /** Threads per kernel (KCOV_MAX_THREADS); past it, ENOMEM. */
+  maxThreads: number;
+  /** Remotes registered per kernel (KCOV_MAX_REMOTES); past it, ENOMEM. */
+  maxRemotes: number;
+  /** Distinct PCs given a KCOV_UNIQUE_ENABLE guard per kernel (KCOV_MAX_GUARDS). */
+  maxGuards: number;
+  /** Milliseconds to receive a whole request (KCOV_REQUEST_TIMEOUT; 0 = none). */
+  requestTimeout: number;
+  /** Milliseconds a socket may stay silent (KCOV_CONNECTION_TIMEOUT; 0 = none). */
+  connectionTimeout: number;
+  /** Milliseconds an idle keep-alive socket is kept (KCOV_KEEPALIVE_TIMEOUT). */
+  keepAliveTimeout: number;
+  /** Longest long-poll wait in milliseconds (KCOV_MAX_WAIT); larger ?wait= is capped. */
+  maxWait: number;
+  /** Milliseconds shutdown may take before the process gives up and exits 1 (KCOV_SHUTDOWN_TIMEOUT). */
+  shutdownTimeout: number;
 }
 
 const SIZE_RE = /^(\d+)\s*([kKmMgGtT]?)(i?[bB])?$/;
@@ -72,5 +92,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     cpuAreaWords: e.KCOV_CPU_AREA_WORDS === undefined ? undefined : int(e.KCOV_CPU_AREA_WORDS, 'KCOV_CPU_AREA_WORDS', 2, 1 << 26),
     barrierTimeoutMs: e.KCOV_BARRIER_TIMEOUT_MS === undefined ? 1000 : int(e.KCOV_BARRIER_TIMEOUT_MS, 'KCOV_BARRIER_TIMEOUT_MS', 0, 600_000),
     logLevel: e.LOG_LEVEL ?? 'info',
+    ...limits(e),
   };
+}
+
+function limits(e: Record<string, string | undefined>) {
+  const opt = (name: string, dflt: number, min: number, max: number) => (e[name] === undefined ? dflt : int(e[name]!, name, min, max));
+  const out = {
+    maxKernels: opt('KCOV_MAX_KERNELS', 64, 1, 1 << 20),
+    maxDescriptors: opt('KCOV_MAX_DESCRIPTORS', 1024, 1, 1 << 24),
+    maxThreads: opt('KCOV_MAX_THREADS', 4096, 1, 1 << 24),
+    maxRemotes: opt('KCOV_MAX_REMOTES', 4096, 1, 1 << 24),
+    maxGuards: opt('KCOV_MAX_GUARDS', 1 << 20, 0, 1 << 26),
+    requestTimeout: opt('KCOV_REQUEST_TIMEOUT', 30_000, 0, 2 ** 31 - 1),
+    connectionTimeout: opt('KCOV_CONNECTION_TIMEOUT', 0, 0, 2 ** 31 - 1),
+    keepAliveTimeout: opt('KCOV_KEEPALIVE_TIMEOUT', 72_000, 1, 2 ** 31 - 1),
+    maxWait: opt('KCOV_MAX_WAIT', 30_000, 0, 3_600_000),
+    shutdownTimeout: opt('KCOV_SHUTDOWN_TIMEOUT', 10_000, 1, 2 ** 31 - 1),
+  };
+  // A socket timeout shorter than a long-poll would cut the poll off mid-wait.
+  if (out.connectionTimeout !== 0 && out.connectionTimeout <= out.maxWait) {
+    throw new Error(`KCOV_CONNECTION_TIMEOUT (${out.connectionTimeout} ms) must be 0 or longer than KCOV_MAX_WAIT (${out.maxWait} ms)`);
+  }
+  return out;
 }

@@ -9,10 +9,19 @@ export async function start(config: Config) {
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
+    // /readyz answers 503 from here on; new requests get 503 problems; in-flight ones finish.
     app.appState.draining = true;
     app.log.info({ signal }, 'draining');
+    const force = setTimeout(() => {
+      app.log.error({ timeout: config.shutdownTimeout }, 'shutdown took too long; exiting');
+      process.exit(1);
+    }, config.shutdownTimeout);
+    force.unref();
     app.close().then(
-      () => process.exit(0),
+      () => {
+        app.log.info('closed');
+        process.exit(0);
+      },
       (err: unknown) => {
         app.log.error({ err }, 'shutdown failed');
         process.exit(1);

@@ -3,7 +3,8 @@
  */
 import { DIALECTS } from './dialects/index.js';
 import { fail, type DialectName } from './errno.js';
-import { Kernel } from './kernel.js';
+import { checkInvariants } from './invariants.js';
+import { Kernel, type KernelCaps } from './kernel.js';
 import { MemoryBudget } from './memory.js';
 
 export interface EngineOptions {
@@ -15,6 +16,10 @@ export interface EngineOptions {
   readonly memoryLimit: number;
   /** Words of each per-CPU remote area; the dialect's default when absent. */
   readonly cpuAreaWords?: number | undefined;
+  /** Kernels that may exist at once (KCOV_MAX_KERNELS); past it, ENOMEM. */
+  readonly maxKernels?: number | undefined;
+  /** Caps each kernel gets (KCOV_MAX_DESCRIPTORS, KCOV_MAX_THREADS, ...). */
+  readonly kernelCaps?: KernelCaps | undefined;
 }
 
 export interface CreateKernel {
@@ -47,6 +52,8 @@ export class Engine {
     }
     if (!KERNEL_NAME_RE.test(name)) fail('EINVAL', `kernel name "${name}" must match ${KERNEL_NAME_RE.source}`);
     if (this.kernels.has(name)) fail('EEXIST', `kernel "${name}" already exists`);
+    const max = this.options.maxKernels;
+    if (max !== undefined && this.kernels.size >= max) fail('ENOMEM', `already ${max} kernels (KCOV_MAX_KERNELS)`);
     if (req.maxEntries !== undefined) {
       const lim = dialect.limits({ maxEntries: undefined } as Kernel);
       if (req.maxEntries < lim.minEntries) {
@@ -60,6 +67,7 @@ export class Engine {
       budget: this.budget,
       maxEntries: req.maxEntries,
       cpuAreaWords: this.options.cpuAreaWords,
+      limits: this.options.kernelCaps,
     });
     this.kernels.set(name, kernel);
     return kernel;
@@ -75,6 +83,11 @@ export class Engine {
     const k = this.kernel(name);
     k.destroy();
     this.kernels.delete(name);
+  }
+
+  /** Broken invariants, one line each; empty when the model is consistent. */
+  checkInvariants(): string[] {
+    return checkInvariants(this);
   }
 
   /** Release everything (shutdown). */

@@ -19,6 +19,17 @@ export interface KernelOptions {
   readonly maxEntries?: number | undefined;
   /** Words of each per-CPU remote area (Linux CONFIG_KCOV_IRQ_AREA_SIZE). */
   readonly cpuAreaWords?: number | undefined;
+  /** Caps that keep a kernel bounded (KCOV_MAX_*); past each, ENOMEM. Unlimited when absent. */
+  readonly limits?: KernelCaps | undefined;
+}
+
+/** Service caps on a kernel's tables; not kernel rules, so they fail with ENOMEM like an allocation would. */
+export interface KernelCaps {
+  readonly maxDescriptors?: number | undefined;
+  readonly maxThreads?: number | undefined;
+  readonly maxRemotes?: number | undefined;
+  /** Distinct PCs that get a KCOV_UNIQUE_ENABLE guard; later PCs get none (recorded, never de-duplicated). */
+  readonly maxGuards?: number | undefined;
 }
 
 export interface IoctlResult {
@@ -60,6 +71,16 @@ export class Kernel {
   memory = 0;
   /** [K] records seen on each path, for metrics. */
   readonly stats = { accepted: 0, dropped: 0, ignored: 0 };
+  /** [I] */
+  readonly caps: KernelCaps;
+  /** [K] buffers allocated and not yet freed (for checkInvariants and metrics). */
+  readonly liveBuffers = new Set<ArrayBuffer>();
+  /** [K] buffers whose count word was written past capacity by userspace (PUT count). */
+  readonly countWritten = new WeakSet<ArrayBuffer>();
+  /** [K] frees of a buffer that was not live (a double free); checkInvariants reports them. */
+  badFrees = 0;
+  /** [K] change listeners (long-poll); called after anything that may move a count. */
+  private readonly listeners = new Set<() => void>();
 
   private readonly budget: MemoryBudget;
   /** [K] fds are never reused, so a stale fd fails with EBADF instead of reaching a newer file. */
@@ -76,6 +97,7 @@ export class Kernel {
     this.budget = opts.budget;
     this.maxEntries = opts.maxEntries;
     this.cpuAreaWords = opts.cpuAreaWords;
+    this.caps = opts.limits ?? {};
     this.cpus = Array.from({ length: opts.ncpus }, (_, i) => new Cpu(i));
     for (const c of opts.dialect.commands) {
       this.commandsByName.set(c.name, c);
@@ -101,12 +123,17 @@ export class Kernel {
       fail('ENOMEM', `${what}: could not allocate ${bytes} bytes`);
     }
     this.memory += bytes;
+    this.liveBuffers.add(area.buffer);
     return area;
   }
 
   freeArea(area: Area | null): void {
     if (area === null) return;
     const bytes = area.buffer.byteLength;
+    if (!this.liveBuffers.delete(area.buffer)) {
+      this.badFrees++;
+      return;
+    }
     this.budget.release(bytes);
     this.memory -= bytes;
   }
@@ -121,6 +148,10 @@ export class Kernel {
 
   open(tid?: number): Descriptor {
     if (tid !== undefined) this.thread(tid);
+    const max = this.caps.maxDescriptors;
+    if (max !== undefined && this.descriptors.size >= max) {
+      fail('ENOMEM', `kernel "${this.name}" already has ${max} open descriptors (KCOV_MAX_DESCRIPTORS)`);
+    }
     const d = this.dialect.open(this, this.nextFd++);
     this.descriptors.set(d.fd, d);
     return d;
@@ -144,6 +175,7 @@ export class Kernel {
       this.descriptors.set(fd, d);
       throw e;
     }
+    this.changed();
   }
 
   command(cmd: string): Command | undefined {
@@ -161,6 +193,7 @@ export class Kernel {
     }
     const thread = this.thread(tid);
     const ret = command.run({ kernel: this, d, thread, arg });
+    this.changed();
     return { ret, descriptor: d };
   }
 
@@ -175,6 +208,8 @@ export class Kernel {
   setCount(d: Descriptor, count: number): Mapping {
     const m = this.mapping(d);
     m.trace.count = count;
+    if (count > m.trace.capacity(1)) this.countWritten.add(m.trace.buffer);
+    this.changed();
     return m;
   }
 
@@ -183,6 +218,7 @@ export class Kernel {
     const m = this.mapping(d);
     if (m.bitmapWords > 0) m.area.u32.fill(0, 0, m.bitmapWords * 2);
     m.trace.count = 0;
+    this.changed();
   }
 
   // ---- threads --------------------------------------------------------------
@@ -191,6 +227,7 @@ export class Kernel {
   thread(tid: number): Thread {
     let t = this.threads.get(tid);
     if (t === undefined) {
+      this.roomForThread();
       t = new Thread(tid, tid);
       this.threads.set(tid, t);
     }
@@ -213,6 +250,7 @@ export class Kernel {
       return { thread: existing, created: false };
     }
     const parent = parentTid === undefined ? undefined : this.getThread(parentTid);
+    this.roomForThread();
     const t = new Thread(tid, pid ?? tid);
     if (parent !== undefined) this.dialect.fork(this, parent, t);
     this.threads.set(tid, t);
@@ -223,6 +261,30 @@ export class Kernel {
     const t = this.getThread(tid);
     this.dialect.exit(this, t);
     this.threads.delete(tid);
+    this.changed();
+  }
+
+  private roomForThread(): void {
+    const max = this.caps.maxThreads;
+    if (max !== undefined && this.threads.size >= max) {
+      fail('ENOMEM', `kernel "${this.name}" already has ${max} threads (KCOV_MAX_THREADS)`);
+    }
+  }
+
+  // ---- change notification (long-poll) ----------------------------------------
+
+  /** Call `fn` after each change that may move a count; returns the unsubscribe. */
+  watch(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => {
+      this.listeners.delete(fn);
+    };
+  }
+
+  /** Tell the listeners (synchronously; each only schedules its own re-check). */
+  changed(): void {
+    if (this.listeners.size === 0) return;
+    for (const fn of [...this.listeners]) fn();
   }
 
   // ---- events ---------------------------------------------------------------
@@ -248,6 +310,7 @@ export class Kernel {
     this.stats.accepted += r.accepted;
     this.stats.dropped += r.dropped;
     this.stats.ignored += r.ignored;
+    if (r.count !== null) this.changed();
     return r;
   }
 
@@ -257,6 +320,8 @@ export class Kernel {
     const k = Number.isSafeInteger(key) ? String(key) : `${hi}:${lo}`;
     let idx = this.guards.get(k);
     if (idx === undefined) {
+      // Past KCOV_MAX_GUARDS a PC gets no guard: like a PC beyond the bitmap, recorded and never de-duplicated.
+      if (this.caps.maxGuards !== undefined && this.guards.size >= this.caps.maxGuards) return Number.MAX_SAFE_INTEGER;
       idx = this.guards.size + 1; // init_pc_guard: the first index is 1, bit 0 is never used
       this.guards.set(k, idx);
     }
@@ -277,6 +342,10 @@ export class Kernel {
 
   registerRemote(spec: RemoteSpec): boolean {
     const key = this.remoteKey(spec);
+    const max = this.caps.maxRemotes;
+    if (max !== undefined && this.remotes.size >= max && !this.remotes.has(key)) {
+      fail('ENOMEM', `kernel "${this.name}" already has ${max} remotes (KCOV_MAX_REMOTES)`);
+    }
     return this.remoteOp('registerRemote')(this, key);
   }
 
@@ -300,6 +369,7 @@ export class Kernel {
   leaveThreadSection(tid: number): Thread {
     const t = this.getThread(tid);
     this.remoteOp('leaveSection')(this, { context: 'task', thread: t });
+    this.changed();
     return t;
   }
 
@@ -373,6 +443,8 @@ export class Kernel {
       this.budget.release(this.memory);
       this.memory = 0;
     }
+    this.liveBuffers.clear();
+    this.changed();
   }
 
   static isError(e: unknown): e is KcovError {

@@ -3,13 +3,17 @@
  * (validation, docs) -> app (errors, body parsers) -> routes. Routes are thin:
  * validate with the zod schemas, call the engine, encode.
  */
+import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Config } from '../config.js';
 import { Engine } from '../engine/engine.js';
+import { LongPoll } from './longpoll.js';
+import { OPEN_ROUTES, registerAuth } from './plugins/auth.js';
 import { registerBinaryBody } from './plugins/binary.js';
 import { registerDocs } from './plugins/docs.js';
-import { registerErrors } from './plugins/errors.js';
+import { registerErrors, sendProblem } from './plugins/errors.js';
+import { registerMetrics } from './plugins/metrics.js';
 import { coverageRoutes } from './routes/coverage.js';
 import { cpuRoutes } from './routes/cpus.js';
 import { descriptorRoutes } from './routes/descriptors.js';
@@ -33,8 +37,11 @@ declare module 'fastify' {
   interface FastifyInstance {
     engine: Engine;
     appState: AppState;
+    longPoll: LongPoll;
   }
 }
+
+const REQUEST_ID_RE = /^[\w.:@/+=-]{1,128}$/;
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { config } = opts;
@@ -43,16 +50,37 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     ncpus: config.ncpus,
     memoryLimit: config.memoryLimit,
     cpuAreaWords: config.cpuAreaWords,
+    maxKernels: config.maxKernels,
+    kernelCaps: {
+      maxDescriptors: config.maxDescriptors,
+      maxThreads: config.maxThreads,
+      maxRemotes: config.maxRemotes,
+      maxGuards: config.maxGuards,
+    },
   });
   const state: AppState = { draining: false };
 
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: config.bodyLimit,
-    requestIdHeader: 'x-request-id',
+    // x-request-id is honoured when it is a sane token, else replaced; genReqId decides.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const h = req.headers['x-request-id'];
+      return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
+    },
+    requestTimeout: config.requestTimeout,
+    connectionTimeout: config.connectionTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
+    // close() ends idle keep-alive sockets at once and lets in-flight requests finish.
+    forceCloseConnections: 'idle',
+    // Draining is answered below as problem+json instead.
+    return503OnClosing: false,
   });
+  const longPoll = new LongPoll(config.maxWait);
   app.decorate('engine', engine);
   app.decorate('appState', state);
+  app.decorate('longPoll', longPoll);
 
   // external
   app.setValidatorCompiler(validatorCompiler);
@@ -62,6 +90,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // app
   registerErrors(app, engine);
   registerBinaryBody(app, config.bodyLimit);
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  registerAuth(app, engine, config.token);
+  app.addHook('onRequest', async (req, reply) => {
+    if (!state.draining || OPEN_ROUTES.has(req.routeOptions.url ?? '')) return;
+    reply.header('connection', 'close').header('retry-after', '1');
+    sendProblem(engine, req, reply, 'EBUSY', 'the server is shutting down', 503);
+    return reply;
+  });
+  registerMetrics(app, engine);
 
   // routes
   await app.register(serviceRoutes, { state });
@@ -72,6 +111,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(remoteRoutes, { engine, barrierMs: config.barrierTimeoutMs });
   await app.register(cpuRoutes, { engine });
 
+  app.addHook('preClose', async () => {
+    state.draining = true;
+    longPoll.close();
+  });
   app.addHook('onClose', async () => {
     engine.close();
   });

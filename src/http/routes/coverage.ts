@@ -21,7 +21,9 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
         'Accept: application/octet-stream gives the whole area (words × 8 bytes, word 0 the count) and honours a single ' +
         '`Range: bytes=a-b` (206; 416 when unsatisfiable). application/json (the default) gives the records; text/plain ' +
         'one `0x…` PC a line (CMP: `type arg1 arg2 pc`). The count word is shown as stored; records shown are ' +
-        'min(count, capacity). Before the buffer exists the dialect\'s mmap errno is returned.',
+        'min(count, capacity). Before the buffer exists the dialect\'s mmap errno is returned. ' +
+        'Long-poll: `?wait=MS&since=N` answers as soon as the count word differs from N (the count at arrival when ' +
+        '`since` is absent), or after MS milliseconds (capped at KCOV_MAX_WAIT) with the area unchanged.',
       params: FdParams,
       querystring: CoverageQuery,
       response: {
@@ -39,6 +41,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     },
     validatorCompiler: fastValidator({ params: fdParams, querystring: coverageQuery }),
   }, async (req, reply) => {
+    await app.longPoll.waitForChange(engine, req.params.kernel, req.params.fd, req.query.wait, req.query.since, reply.raw);
     const k = engine.kernel(req.params.kernel);
     const d = k.descriptor(req.params.fd);
     const m = k.mapping(d);

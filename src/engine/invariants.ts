@@ -1,0 +1,120 @@
+/**
+ * Consistency checks over the whole model, for tests and fuzzing: what must
+ * hold between any two requests, whatever the requests were. Each broken rule
+ * is one line; an empty list means the model is consistent.
+ *
+ *  - memory: the budget's use equals the sum of the kernels' memory, which
+ *    equals the bytes of their live (allocated, not freed) buffers, all within
+ *    KCOV_MEMORY_LIMIT; no buffer was freed twice;
+ *  - no orphans: every live buffer is reachable from its kernel (a descriptor,
+ *    a thread, a CPU, a remote or other dialect state), and every area
+ *    reachable is live (nothing points at freed memory);
+ *  - tables: fds and tids are the keys they are filed under, an open fd is not
+ *    marked closed, an owner is a live thread of the same kernel, a thread's
+ *    open descriptor is the one in the fd table;
+ *  - counts: every count word is at most the area's capacity unless userspace
+ *    wrote it past capacity (PUT count); writers never push it there;
+ *  - sections: a CPU section never outlives the request that ran it.
+ */
+import { Area } from './area.js';
+import type { Engine } from './engine.js';
+import { Kernel } from './kernel.js';
+import type { Descriptor } from './model.js';
+
+export function checkInvariants(engine: Engine): string[] {
+  const out: string[] = [];
+  const budget = engine.budget;
+  let sum = 0;
+  for (const [name, k] of engine.kernels) {
+    if (k.name !== name) out.push(`kernel filed as "${name}" is named "${k.name}"`);
+    sum += k.memory;
+    checkKernel(k, out);
+  }
+  if (budget.used !== sum) out.push(`budget.used ${budget.used} != sum of kernel memory ${sum}`);
+  if (budget.used < 0 || budget.used > budget.limit) out.push(`budget.used ${budget.used} outside 0..${budget.limit}`);
+  return out;
+}
+
+function checkKernel(k: Kernel, out: string[]): void {
+  const at = `kernel "${k.name}"`;
+  let live = 0;
+  for (const b of k.liveBuffers) live += b.byteLength;
+  if (k.memory !== live) out.push(`${at}: memory ${k.memory} != bytes of live buffers ${live}`);
+  if (k.badFrees !== 0) out.push(`${at}: ${k.badFrees} frees of buffers that were not live`);
+
+  // Reachability: every Area anywhere in the kernel's object graph.
+  const reachable = reachableBuffers(k);
+  for (const b of reachable) {
+    if (!k.liveBuffers.has(b)) out.push(`${at}: an area of ${b.byteLength} bytes is reachable but was freed (or never charged)`);
+  }
+  for (const b of k.liveBuffers) {
+    if (!reachable.has(b)) out.push(`${at}: orphan area of ${b.byteLength} bytes (charged, reachable from nothing)`);
+  }
+
+  const counted = (what: string, a: Area | null | undefined) => {
+    if (a === null || a === undefined) return;
+    const cap = a.capacity(1);
+    if (a.count > cap && !k.countWritten.has(a.buffer)) out.push(`${at}: ${what} count ${a.count} > capacity ${cap}`);
+  };
+
+  for (const [fd, d] of k.descriptors) {
+    if (d.fd !== fd) out.push(`${at}: descriptor filed as fd ${fd} has fd ${d.fd}`);
+    if (d.closed) out.push(`${at}: fd ${fd} is in the table but marked closed`);
+    checkOwner(k, d, out);
+    counted(`fd ${fd}`, d.trace());
+  }
+  for (const [tid, t] of k.threads) {
+    if (t.tid !== tid) out.push(`${at}: thread filed as ${tid} has tid ${t.tid}`);
+    const d = t.kcov;
+    if (d !== null) {
+      if (!d.closed && k.descriptors.get(d.fd) !== d) out.push(`${at}: thread ${tid} holds fd ${d.fd}, which is not in the fd table`);
+      if (d.closed) {
+        checkOwner(k, d, out);
+        counted(`closed fd ${d.fd}`, d.trace());
+      }
+    }
+    counted(`thread ${tid} trace`, t.trace?.area);
+    counted(`thread ${tid} section`, t.section?.target?.area);
+  }
+  for (const c of k.cpus) {
+    if (c.section !== null) out.push(`${at}: cpu ${c.id} still runs a section on ${c.section.remote} between requests`);
+    counted(`cpu ${c.id}`, c.area);
+  }
+}
+
+function checkOwner(k: Kernel, d: Descriptor, out: string[]): void {
+  const o = d.owner;
+  if (o !== null && k.threads.get(o.tid) !== o) {
+    out.push(`kernel "${k.name}": fd ${d.fd} is owned by thread ${o.tid}, which is not a live thread of the kernel`);
+  }
+}
+
+/** Buffers of every Area reachable from the kernel's own state (dialect data included). */
+function reachableBuffers(k: Kernel): Set<ArrayBuffer> {
+  const found = new Set<ArrayBuffer>();
+  const skip = new Set<unknown>([k.dialect, k.liveBuffers, k.countWritten, (k as unknown as { guards: unknown }).guards]);
+  const seen = new Set<object>();
+  const stack: unknown[] = [];
+  for (const key of Object.keys(k)) {
+    const v = (k as unknown as Record<string, unknown>)[key];
+    if (!skip.has(v) && key !== 'budget') stack.push(v);
+  }
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== 'object' || v === null || seen.has(v)) continue;
+    seen.add(v);
+    if (v instanceof Area) {
+      found.add(v.buffer);
+      continue;
+    }
+    if (skip.has(v) || v instanceof Kernel || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) continue;
+    if (v instanceof Map) {
+      for (const [a, b] of v) stack.push(a, b);
+    } else if (v instanceof Set || Array.isArray(v)) {
+      for (const a of v) stack.push(a);
+    } else {
+      for (const key of Object.keys(v)) stack.push((v as Record<string, unknown>)[key]);
+    }
+  }
+  return found;
+}
