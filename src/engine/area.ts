@@ -119,14 +119,6 @@ export class Area {
     return true;
   }
 
-  /** Copy of the window's bytes (a snapshot that later writes cannot tear). */
-  snapshot(): Buffer {
-    // allocUnsafeSlow: no zero fill and no pool slice for bytes that are overwritten at once.
-    const out = Buffer.allocUnsafeSlow(this.bytes.length);
-    out.set(this.bytes);
-    return out;
-  }
-
   wordLo(word: number): number {
     return this.u32[word * 2]!;
   }

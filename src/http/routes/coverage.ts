@@ -7,10 +7,12 @@ import { coverageJsonBuffer, coverageTextBuffer, negotiate, parseRange } from '.
 import { countBody, coverageQuery, fastValidator, fdParams, sendJson } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 import { sendProblem } from '../plugins/errors.js';
+import { SnapshotPool } from '../codecs/snapshot-pool.js';
 
 export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
   const { engine } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
+  const pool = new SnapshotPool();
   const path = '/v1/kernels/:kernel/descriptors/:fd/coverage';
 
   r.get(path, {
@@ -51,7 +53,11 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     // Every format is encoded from the area at this instant, before any reset.
     let payload: Buffer;
     if (format === 'binary') {
-      payload = m.area.snapshot();
+      const snap = pool.copy(m.area.bytes);
+      // 'finish': the whole body is with the OS, so the buffer may be reused. An aborted
+      // response ('close' without 'finish') leaves it to the GC instead.
+      reply.raw.once('finish', () => pool.release(snap));
+      payload = snap;
     } else if (format === 'json') {
       payload = coverageJsonBuffer(m.trace, mode);
     } else {
