@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 // Types only: the client (and undici) load when a command needs them, so --help starts fast.
 import type { EventResult, KcovdClient, KernelClient } from './client/client.js';
-import { BinaryBatcher, readAll, sniff, TextBatcher, type InputFormat } from './cli/input.js';
+import { BinaryBatcher, sniff, TextBatcher, type InputFormat } from './cli/input.js';
 import { Progress } from './cli/progress.js';
 import { loadConfig } from './config.js';
 

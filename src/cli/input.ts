@@ -4,7 +4,6 @@
  * `type arg1 arg2 pc`, the format `kcovd cover` prints). Binary and text are
  * streamed in batches of packed little-endian words; JSON goes as one body.
  */
-import type { Readable } from 'node:stream';
 import { parseU64 } from '../engine/u64.js';
 
 export type InputFormat = 'binary' | 'json' | 'text';
@@ -102,11 +101,4 @@ export class TextBatcher {
     this.n = 0;
     return out;
   }
-}
-
-/** Read a whole stream (JSON input). */
-export async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }

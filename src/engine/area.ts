@@ -119,11 +119,8 @@ export class Area {
     return true;
   }
 
+  /** Low half of word `word` (tests and debugging read records with it). */
   wordLo(word: number): number {
     return this.u32[word * 2]!;
-  }
-
-  wordHi(word: number): number {
-    return this.u32[word * 2 + 1]!;
   }
 }

@@ -5,7 +5,7 @@
  */
 import { Area, WORD, type TraceMode } from './area.js';
 import type { Command, Dialect, Mapping, RemoteSpec, SectionLeave, SectionSite } from './dialect.js';
-import { KcovError, fail, type DialectName } from './errno.js';
+import { fail } from './errno.js';
 import { applySegments, binarySegment, decodeJsonEvents, type EventResult, type Segment } from './events.js';
 import type { MemoryBudget } from './memory.js';
 import { Thread, type Descriptor, type TraceTarget } from './model.js';
@@ -103,10 +103,6 @@ export class Kernel {
       this.commandsByName.set(c.name, c);
       this.commandsByNr.set(c.nr, c);
     }
-  }
-
-  get dialectName(): DialectName {
-    return this.dialect.name;
   }
 
   // ---- memory -------------------------------------------------------------
@@ -445,10 +441,6 @@ export class Kernel {
     }
     this.liveBuffers.clear();
     this.changed();
-  }
-
-  static isError(e: unknown): e is KcovError {
-    return e instanceof KcovError;
   }
 }
 

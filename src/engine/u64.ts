@@ -54,11 +54,6 @@ export function parseU64(value: unknown, out: Uint32Array = scratch, at = 0): bo
   return true;
 }
 
-/** True when the input is a u64 in any accepted spelling. */
-export function isU64(value: unknown): boolean {
-  return parseU64(value, scratch, 0);
-}
-
 /** A u64 input as a JS number when it is a safe integer, else null. */
 export function u64ToSafeNumber(value: unknown): number | null {
   if (!parseU64(value)) return null;
@@ -74,24 +69,9 @@ export function u64Clamped(value: unknown): number | null {
   return hi * TWO32 + scratch[0]!;
 }
 
-const HEX8: string[] = [];
-for (let i = 0; i < 256; i++) HEX8.push(i.toString(16).padStart(2, '0'));
-
 /** Lowercase hex without zero padding, as the wire contract writes 64-bit values. */
 export function formatU64(lo: number, hi: number): string {
   if (hi === 0) return '0x' + lo.toString(16);
   return '0x' + hi.toString(16) + (lo >>> 0).toString(16).padStart(8, '0');
 }
 
-/** Byte-wise hex table, shared with the fast encoders. */
-export const HEX_BYTE = HEX8;
-
-/** Halves of a u64 input, or null; for cold paths that keep the value. */
-export function u64Halves(value: unknown): [number, number] | null {
-  if (!parseU64(value)) return null;
-  return [scratch[0]!, scratch[1]!];
-}
-
-export function formatHalves(h: readonly [number, number]): string {
-  return formatU64(h[0], h[1]);
-}

@@ -20,7 +20,7 @@ import type { TraceMode } from '../area.js';
 import type { Command, Dialect, IoctlContext, Mapping } from '../dialect.js';
 import { fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
-import { Descriptor, type Thread } from '../model.js';
+import { Descriptor } from '../model.js';
 import { parseU64 } from '../u64.js';
 
 /** enum { KCOV_STATE_INVALID, _OPEN, _READY, _RUNNING, _DYING } */

@@ -13,5 +13,3 @@ export const DIALECTS: Partial<Record<DialectName, Dialect>> = {
   netbsd,
   freebsd,
 };
-
-export const DIALECT_NAMES: readonly DialectName[] = ['linux', 'openbsd', 'netbsd', 'freebsd'];
