@@ -17,6 +17,14 @@ export const KernelCreate = z
           'NetBSD: replaces KCOV_BUF_MAX_ENTRIES (256Ki), lower or higher (syzkaller asks 512Ki), and sizes each remote buffer. ' +
           'FreeBSD: the sysctl kern.kcov.max_entries itself (default 1 << 24), so it may be set above or below the default',
       ),
+    config: z
+      .record(z.string(), z.boolean())
+      .optional()
+      .describe(
+        'build options that change what kcov answers, to mirror a real kernel. Linux: CONFIG_KCOV_ENABLE_COMPARISONS ' +
+          '(false: KCOV_TRACE_CMP is ENOTSUPP) and CONFIG_KCOV_UNIQUE (false: KCOV_UNIQUE_ENABLE is ENOTSUPP), both true by default. ' +
+          'Other dialects have none; an unknown option is EINVAL',
+      ),
   })
   .strict();
 
@@ -30,6 +38,7 @@ export const KernelView = z.object({
   memory: z.number().int().describe('bytes held by this kernel’s areas'),
   max_entries: z.number().int().describe('largest size the size ioctl accepts'),
   min_entries: z.number().int().describe('smallest size the size ioctl accepts'),
+  config: z.record(z.string(), z.boolean()).describe('build options in force'),
 });
 
 export const MemoryUse = z

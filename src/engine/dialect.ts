@@ -44,6 +44,11 @@ export interface Dialect {
   /** Names of the mode numbers this dialect's enable takes ("pc", "cmp", NetBSD "none"). */
   readonly modes: Readonly<Record<string, number>>;
   limits(kernel: Kernel): DialectLimits;
+  /**
+   * Build options of the kernel that change what kcov answers (Linux Kconfig
+   * symbols), with their defaults. A kernel may be created with any of them changed.
+   */
+  readonly config?: Readonly<Record<string, boolean>>;
 
   /** open("/dev/kcov"). */
   open(kernel: Kernel, fd: number): Descriptor;

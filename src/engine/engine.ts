@@ -27,6 +27,8 @@ export interface CreateKernel {
   readonly dialect: DialectName;
   readonly ncpus?: number | undefined;
   readonly maxEntries?: number | undefined;
+  /** Changes to the dialect's build options (Linux CONFIG_KCOV_*). */
+  readonly config?: Readonly<Record<string, boolean>> | undefined;
 }
 
 export const KERNEL_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -60,7 +62,15 @@ export class Engine {
         fail('EINVAL', `max_entries ${req.maxEntries} is below the dialect's minimum of ${lim.minEntries}`);
       }
     }
+    const defaults = dialect.config ?? {};
+    for (const key of Object.keys(req.config ?? {})) {
+      if (!Object.hasOwn(defaults, key)) {
+        const known = Object.keys(defaults);
+        fail('EINVAL', `config ${key} is not a ${dialect.name} build option` + (known.length > 0 ? ` (known: ${known.join(', ')})` : ''));
+      }
+    }
     const kernel = new Kernel({
+      config: { ...defaults, ...req.config },
       name,
       dialect,
       ncpus: req.ncpus ?? this.options.ncpus,

@@ -19,6 +19,8 @@ export interface KernelOptions {
   readonly maxEntries?: number | undefined;
   /** Words of each per-CPU remote area (Linux CONFIG_KCOV_IRQ_AREA_SIZE). */
   readonly cpuAreaWords?: number | undefined;
+  /** Build options in force (the dialect's defaults with the creator's changes). */
+  readonly config?: Readonly<Record<string, boolean>> | undefined;
   /** Caps that keep a kernel bounded (KCOV_MAX_*); past each, ENOMEM. Unlimited when absent. */
   readonly limits?: KernelCaps | undefined;
 }
@@ -73,6 +75,8 @@ export class Kernel {
   readonly stats = { accepted: 0, dropped: 0, ignored: 0 };
   /** [I] */
   readonly caps: KernelCaps;
+  /** [I] build options (Linux CONFIG_KCOV_ENABLE_COMPARISONS, CONFIG_KCOV_UNIQUE). */
+  readonly config: Readonly<Record<string, boolean>>;
   /** [K] buffers allocated and not yet freed (for checkInvariants and metrics). */
   readonly liveBuffers = new Set<ArrayBuffer>();
   /** [K] buffers whose count word was written past capacity by userspace (PUT count). */
@@ -98,6 +102,7 @@ export class Kernel {
     this.maxEntries = opts.maxEntries;
     this.cpuAreaWords = opts.cpuAreaWords;
     this.caps = opts.limits ?? {};
+    this.config = opts.config ?? opts.dialect.config ?? {};
     this.cpus = Array.from({ length: opts.ncpus }, (_, i) => new Cpu(i));
     for (const c of opts.dialect.commands) {
       this.commandsByName.set(c.name, c);

@@ -16,6 +16,7 @@ export function kernelView(k: Kernel) {
     memory: k.memory,
     max_entries: lim.maxEntries,
     min_entries: lim.minEntries,
+    config: k.config,
   };
 }
 

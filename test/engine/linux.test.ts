@@ -212,3 +212,27 @@ t.test('a fork child inherits the common handle, not the kcov (kcov_task_init)',
   t.equal(errnoOf(() => k.createThread(3, 7)), 'EEXIST', 'an existing tid in another process');
   t.equal(errnoOf(() => k.createThread(4, undefined, 99)), 'ESRCH', 'unknown parent');
 });
+
+t.test('without CONFIG_KCOV_ENABLE_COMPARISONS, KCOV_TRACE_CMP is ENOTSUPP (kcov_get_mode), after the EBUSY check', async (t) => {
+  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1 << 20 });
+  const k = e.createKernel({ name: 'nocmp', dialect: 'linux', config: { CONFIG_KCOV_ENABLE_COMPARISONS: false } });
+  const d = k.open();
+  k.ioctl(d.fd, 'KCOV_INIT_TRACE', 1, 8);
+  t.equal(errnoOf(() => k.ioctl(d.fd, 'KCOV_ENABLE', 1, 1)), 'ENOTSUPP');
+  t.equal(errnoOf(() => k.ioctl(d.fd, 'KCOV_ENABLE', 1, 7)), 'EINVAL', 'an unknown mode is still EINVAL');
+  const r = errnoOf(() => k.ioctl(d.fd, 'KCOV_REMOTE_ENABLE', 1, { trace_mode: 'cmp', area_size: 8, handles: [] }));
+  t.equal(r, 'ENOTSUPP', 'KCOV_REMOTE_ENABLE decodes its trace mode the same way');
+  t.equal(d.state, 'INIT', 'nothing changed');
+  k.ioctl(d.fd, 'KCOV_ENABLE', 1, 0);
+  t.equal(d.state, 'TRACE_PC', 'PC mode still works');
+});
+
+t.test('without CONFIG_KCOV_UNIQUE, KCOV_UNIQUE_ENABLE is ENOTSUPP before any other check', async (t) => {
+  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1 << 20 });
+  const k = e.createKernel({ name: 'nounique', dialect: 'linux', config: { CONFIG_KCOV_UNIQUE: false } });
+  const d = k.open();
+  t.equal(errnoOf(() => k.ioctl(d.fd, 'KCOV_UNIQUE_ENABLE', 1, 4)), 'ENOTSUPP', 'even before KCOV_INIT_TRACE');
+  t.equal(errnoOf(() => e.createKernel({ dialect: 'linux', config: { CONFIG_KASAN: true } })), 'EINVAL', 'unknown option');
+  t.equal(errnoOf(() => e.createKernel({ dialect: 'openbsd', config: { CONFIG_KCOV_UNIQUE: false } })), 'EINVAL', 'not a BSD option');
+  t.same(e.kernel('default').config, { CONFIG_KCOV_ENABLE_COMPARISONS: true, CONFIG_KCOV_UNIQUE: true }, 'defaults');
+});

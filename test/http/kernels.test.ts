@@ -54,3 +54,16 @@ t.test('KCOV_DIALECT picks the default kernel dialect; unknown routes are 404 EN
   t.equal(draining.statusCode, 503);
   app.appState.draining = false;
 });
+
+t.test('a Linux kernel built without comparisons answers ENOTSUPP (501, code 524) to KCOV_TRACE_CMP', async (t) => {
+  const app = await makeApp(t);
+  const made = await app.inject({ method: 'POST', url: '/v1/kernels', payload: { name: 'old', dialect: 'linux', config: { CONFIG_KCOV_ENABLE_COMPARISONS: false } } });
+  t.same(json(made).config, { CONFIG_KCOV_ENABLE_COMPARISONS: false, CONFIG_KCOV_UNIQUE: true });
+  const c = new Client(app, 'old');
+  const fd = await c.open();
+  await c.ok(fd, 'KCOV_INIT_TRACE', 1, 8);
+  const res = await c.ioctl(fd, 'KCOV_ENABLE', 1, 'cmp');
+  expectProblem(t, res, 501, 'ENOTSUPP');
+  t.equal(json(res).code, 524, 'the kernel-internal ENOTSUPP userspace sees');
+  expectProblem(t, await app.inject({ method: 'POST', url: '/v1/kernels', payload: { dialect: 'linux', config: { CONFIG_X: 1 } } }), 400, 'EINVAL');
+});

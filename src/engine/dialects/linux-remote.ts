@@ -218,7 +218,7 @@ export const KCOV_REMOTE_ENABLE: Command = {
     const arg = decodeRemoteArg(ctx.arg);
     // kcov_ioctl_locked, case KCOV_REMOTE_ENABLE, in order.
     checkEnable(d, t, 'KCOV_REMOTE_ENABLE');
-    const mode = getMode(arg.traceMode);
+    const mode = getMode(arg.traceMode, kernel);
     const [sizeLo, sizeHi] = arg.areaSize;
     if (sizeHi > AREA_SIZE_MAX_HI) {
       fail('EINVAL', `KCOV_REMOTE_ENABLE: area_size ${formatU64(sizeLo, sizeHi)} is above LONG_MAX / sizeof(unsigned long)`);

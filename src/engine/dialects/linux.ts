@@ -142,10 +142,16 @@ function linuxDescriptor(ctx: IoctlContext): LinuxDescriptor {
 }
 
 /** kcov_get_mode */
-export function getMode(arg: unknown): LinuxMode {
+export function getMode(arg: unknown, kernel: Kernel): LinuxMode {
   const m = modeArg(arg, LINUX_MODES, 'KCOV_ENABLE mode');
   if (m === KCOV_TRACE_PC) return 'TRACE_PC';
-  if (m === KCOV_TRACE_CMP) return 'TRACE_CMP';
+  if (m === KCOV_TRACE_CMP) {
+    // #ifdef CONFIG_KCOV_ENABLE_COMPARISONS ... #else return -ENOTSUPP;
+    if (kernel.config.CONFIG_KCOV_ENABLE_COMPARISONS === false) {
+      fail('ENOTSUPP', 'KCOV_TRACE_CMP: this kernel is built without CONFIG_KCOV_ENABLE_COMPARISONS');
+    }
+    return 'TRACE_CMP';
+  }
   fail('EINVAL', `trace mode ${String(arg)} is neither KCOV_TRACE_PC (0) nor KCOV_TRACE_CMP (1)`);
 }
 
@@ -192,7 +198,7 @@ export const LINUX_COMMANDS: Command[] = [
     run(ctx) {
       const d = linuxDescriptor(ctx);
       checkEnable(d, ctx.thread, 'KCOV_ENABLE');
-      const mode = getMode(ctx.arg);
+      const mode = getMode(ctx.arg, ctx.kernel);
       d.kmode = mode;
       d.bitmapWords = 0;
       d.lastMode = mode === 'TRACE_CMP' ? 'cmp' : 'pc';
@@ -225,6 +231,10 @@ export const LINUX_COMMANDS: Command[] = [
     nr: 0x40086367,
     argDoc: 'bitmap words at the start of the area (unsigned long, by value); 1 .. size-2',
     run(ctx) {
+      // kcov_ioctl_locked without CONFIG_KCOV_UNIQUE: -ENOTSUPP before anything else.
+      if (ctx.kernel.config.CONFIG_KCOV_UNIQUE === false) {
+        fail('ENOTSUPP', 'KCOV_UNIQUE_ENABLE: this kernel is built without CONFIG_KCOV_UNIQUE');
+      }
       const d = linuxDescriptor(ctx);
       const words = ulongArg(ctx.arg, 'KCOV_UNIQUE_ENABLE bitmap words');
       checkEnable(d, ctx.thread, 'KCOV_UNIQUE_ENABLE');
@@ -288,6 +298,8 @@ export const linux: Dialect = {
   mmapErrno: 'EINVAL',
   modes: LINUX_MODES,
   limits: (kernel) => ({ minEntries: 2, maxEntries: Math.min(LINUX_MAX_WORDS, kernel.maxEntries ?? LINUX_MAX_WORDS) }),
+  // What syzkaller's kernels build with; switch one off to mirror a kernel without it.
+  config: { CONFIG_KCOV_ENABLE_COMPARISONS: true, CONFIG_KCOV_UNIQUE: true },
 
   open(_kernel, fd) {
     return new LinuxDescriptor(fd);
