@@ -79,8 +79,12 @@ errno name (\`errno\`) and number (\`code\`).
 Errno → status: EINVAL, ENOTTY, EFAULT → 400; EPERM, EACCES → 403; ENOENT, EBADF, ESRCH → 404;
 EBUSY, EEXIST, ENXIO, ENOBUFS → 409; EOPNOTSUPP/ENOTSUPP → 501; ENOMEM → 507. A request the
 kernel would never see (bad JSON, wrong type, unknown field) is 400 EINVAL. HTTP-level limits keep
-their HTTP status with errno EINVAL: 413 body too large, 415 unsupported Content-Type,
-416 unsatisfiable Range; an unknown route is 404 ENOENT.
+their HTTP status: 413 body too large, 415 unsupported Content-Type and 416 unsatisfiable Range
+(errno EINVAL), 401 without the bearer token when KCOV_TOKEN is set (errno EACCES, with
+WWW-Authenticate), 503 while the server drains for shutdown (errno EBUSY); an unknown route is
+404 ENOENT. Service caps (KCOV_MAX_KERNELS, _DESCRIPTORS, _THREADS, _REMOTES) fail like an
+allocation would: 507 ENOMEM. OpenBSD's kr_barrier waits are bounded (KCOV_BARRIER_TIMEOUT_MS),
+then 409 ETIMEDOUT with nothing changed.
 
 64-bit values are written as lowercase hex without padding; inputs also take padded hex, decimal
 strings, or safe-integer JSON numbers. Binary bodies are little-endian 8-byte words.
@@ -92,6 +96,8 @@ Decisions where the kernels have no HTTP counterpart:
   their keys appear.
 - Coverage reads copy the area at one instant; \`?reset=true\` reads and zeroes the count (and, under
   KCOV_UNIQUE_ENABLE, the bitmap) in the same instant.
+- \`GET …/coverage?wait=MS&since=N\` long-polls: it answers as soon as the count differs from N, or
+  after MS (at most KCOV_MAX_WAIT) with the unchanged area.
 - Syscalls are not emulated, so an ioctl itself produces no coverage (real Linux traces KCOV_RESET_TRACE's
   return path).`;
 
