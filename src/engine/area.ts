@@ -31,6 +31,9 @@ export class Area {
   /** [I] views over the window; u32[2k] and u32[2k+1] are word k's halves. */
   readonly u32: Uint32Array;
   readonly bytes: Uint8Array;
+  /** [I] capacity in PC and CMP records (the hot path asks on every batch). */
+  private readonly pcCapacity: number;
+  private readonly cmpCapacity: number;
 
   constructor(buffer: ArrayBuffer, base = 0, words = buffer.byteLength / WORD - base) {
     this.buffer = buffer;
@@ -38,6 +41,8 @@ export class Area {
     this.words = words;
     this.u32 = new Uint32Array(buffer, base * WORD, words * 2);
     this.bytes = new Uint8Array(buffer, base * WORD, words * WORD);
+    this.pcCapacity = words - 1;
+    this.cmpCapacity = Math.floor((words - 1) / CMP_STRIDE);
   }
 
   static allocate(words: number): Area {
@@ -55,12 +60,17 @@ export class Area {
   }
 
   set count(value: number) {
-    this.u32[0] = value % TWO32;
-    this.u32[1] = Math.floor(value / TWO32);
+    if (value < TWO32) {
+      this.u32[0] = value;
+      this.u32[1] = 0;
+    } else {
+      this.u32[0] = value % TWO32;
+      this.u32[1] = Math.floor(value / TWO32);
+    }
   }
 
   capacity(stride: number): number {
-    return Math.floor((this.words - 1) / stride);
+    return stride === PC_STRIDE ? this.pcCapacity : stride === CMP_STRIDE ? this.cmpCapacity : Math.floor((this.words - 1) / stride);
   }
 
   /** Records that reading shows: min(count, capacity). */
@@ -80,10 +90,12 @@ export class Area {
    * chunks. Copies only what fits, then moves the count once.
    */
   appendChunks(chunks: readonly Uint8Array[], records: number, stride: number): number {
-    const take = Math.min(records, this.room(stride));
+    const count = this.count;
+    const left = this.capacity(stride) - count;
+    const take = left <= 0 ? 0 : records < left ? records : left;
     if (take === 0) return 0;
     let need = take * stride * WORD;
-    let at = (1 + this.count * stride) * WORD;
+    let at = (1 + count * stride) * WORD;
     for (let i = 0; i < chunks.length && need > 0; i++) {
       const chunk = chunks[i]!;
       if (chunk.length <= need) {
@@ -95,7 +107,7 @@ export class Area {
         need = 0;
       }
     }
-    this.count = this.count + take;
+    this.count = count + take;
     return take;
   }
 
