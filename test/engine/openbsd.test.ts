@@ -447,3 +447,13 @@ t.test('kernel teardown ends open sections first', async (t) => {
   e.deleteKernel('obsd');
   t.equal(e.budget.used, 0, 'everything released');
 });
+
+t.test('KIOREMOTEATTACH reads subsystem as an int: only the low 32 bits reach kcov_remote_attach', async (t) => {
+  const k = new Engine({ dialect: 'openbsd', ncpus: 1, memoryLimit: 1 << 30 }).kernel('default');
+  const a = k.open();
+  k.ioctl(a.fd, 'KIOSETBUFSIZE', 1, 64);
+  const high = (() => { try { k.ioctl(a.fd, 'KIOREMOTEATTACH', 1, { subsystem: '0xffffffff00000005', id: 0 }); return null; } catch (e) { return (e as KcovError).errno; } })();
+  t.equal(high, 'EINVAL', 'low bits 5: not KCOV_REMOTE_COMMON');
+  k.ioctl(a.fd, 'KIOREMOTEATTACH', 1, { subsystem: '0x100000000', id: 0 });
+  t.ok((k.descriptor(a.fd) as ObsdDescriptor).kr !== null, 'low bits 0: KCOV_REMOTE_COMMON, attached');
+});

@@ -21,7 +21,7 @@ import type { Command, Dialect, IoctlContext, Mapping } from '../dialect.js';
 import { fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
 import { Descriptor } from '../model.js';
-import { parseU64 } from '../u64.js';
+import { int32Arg, intModeArg } from '../args.js';
 
 /** enum { KCOV_STATE_INVALID, _OPEN, _READY, _RUNNING, _DYING } */
 export type FreeBSDState = 'OPEN' | 'READY' | 'RUNNING' | 'DYING';
@@ -76,26 +76,6 @@ function info(ctx: IoctlContext): FreeBSDDescriptor {
   return ctx.d as FreeBSDDescriptor;
 }
 
-/**
- * An _IOWINT argument: sys_ioctl stores the register in an `int`
- * (`arg = (intptr_t)uap->data`), so only the low 32 bits reach the driver.
- * Returns those bits as unsigned (the driver's `*(u_int *)data`).
- */
-export function intArgBits(arg: unknown, what: string): number {
-  if (arg === undefined || arg === null) return 0;
-  if (typeof arg === 'number' && Number.isSafeInteger(arg)) return arg >>> 0;
-  if (typeof arg === 'string' && /^-[0-9]{1,15}$/.test(arg)) return Number(arg) >>> 0;
-  const halves = new Uint32Array(2);
-  if (!parseU64(arg, halves, 0)) fail('EINVAL', `${what}: expected an integer, got ${JSON.stringify(arg)}`);
-  return halves[0]!;
-}
-
-/** KIOENABLE's mode: the name "pc"/"cmp", or the int the driver reads (`*(int *)data`). */
-function modeBits(arg: unknown): number {
-  if (typeof arg === 'string' && Object.hasOwn(FREEBSD_MODES, arg)) return FREEBSD_MODES[arg as keyof typeof FREEBSD_MODES];
-  return intArgBits(arg, 'KIOENABLE mode') | 0;
-}
-
 /** The sysctl kern.kcov.max_entries of this kernel. */
 function maxEntries(kernel: Kernel): number {
   return kernel.maxEntries ?? KCOV_MAXENTRIES;
@@ -116,7 +96,7 @@ export const FREEBSD_COMMANDS: Command[] = [
       const d = info(ctx);
       // kcov_ioctl: the state check comes before kcov_alloc looks at the size.
       if (d.kstate !== 'OPEN') fail('EBUSY', `KIOSETBUFSIZE: state is ${d.kstate}, not OPEN (the buffer is set once)`);
-      const entries = intArgBits(ctx.arg, 'KIOSETBUFSIZE entries');
+      const entries = int32Arg(ctx.arg, 'KIOSETBUFSIZE entries');
       const max = maxEntries(ctx.kernel);
       // kcov_alloc: `entries < 2 || entries > kcov_max_entries` is EINVAL.
       if (entries < 2 || entries > max) {
@@ -140,7 +120,7 @@ export const FREEBSD_COMMANDS: Command[] = [
         fail('EBUSY', `KIOENABLE: state is ${d.kstate}, not READY (${d.kstate === 'OPEN' ? 'KIOSETBUFSIZE first' : 'already enabled'})`);
       }
       if (td.kcov !== null) fail('EINVAL', `KIOENABLE: thread ${td.tid} already traces fd ${td.kcov.fd} (td_kcov_info != NULL)`);
-      const mode = modeBits(ctx.arg);
+      const mode = intModeArg(ctx.arg, FREEBSD_MODES, 'KIOENABLE mode');
       if (mode !== KCOV_MODE_TRACE_PC && mode !== KCOV_MODE_TRACE_CMP) {
         fail('EINVAL', `KIOENABLE: mode ${mode} is neither KCOV_MODE_TRACE_PC (0) nor KCOV_MODE_TRACE_CMP (1)`);
       }

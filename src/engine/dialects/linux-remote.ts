@@ -31,7 +31,7 @@ import type { Cpu, Kernel } from '../kernel.js';
 import type { Section, Thread, TraceTarget } from '../model.js';
 import { formatU64, parseU64 } from '../u64.js';
 import {
-  LINUX_COMMANDS, LINUX_MODES, checkEnable, getMode, kcovDisable, kcovPut, kcovStart, linux, setLinuxRemoteHooks, taskMode,
+  LINUX_COMMANDS, LINUX_MODES, checkEnable, getMode, kcovDisable, kcovPut, kcovStart, kcovStop, linux, setLinuxRemoteHooks, taskMode,
   type LinuxDescriptor, type LinuxTaskMode,
 } from './linux.js';
 
@@ -147,13 +147,6 @@ function remoteReset(kernel: Kernel, d: LinuxDescriptor): void {
   }
   d.handles = [];
   d.commonHandle = null;
-}
-
-/** kcov_stop: the task no longer writes anywhere (handle and sequence stay). */
-function kcovStop(t: Thread): void {
-  t.kcov = null;
-  t.trace = null;
-  t.data.kcovMode = 'DISABLED';
 }
 
 /** kcov_mode_enabled */

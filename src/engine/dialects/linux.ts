@@ -86,11 +86,16 @@ export function kcovStart(t: Thread, d: LinuxDescriptor, target: TraceTarget | n
   t.data.sequence = d.sequence;
 }
 
-/** kcov_task_reset: kcov_stop plus the sequence and the common handle. */
-function kcovTaskReset(t: Thread): void {
+/** kcov_stop: the task no longer writes anywhere (handle and sequence stay). */
+export function kcovStop(t: Thread): void {
   t.kcov = null;
   t.trace = null;
   t.data.kcovMode = 'DISABLED';
+}
+
+/** kcov_task_reset: kcov_stop plus the sequence and the common handle. */
+function kcovTaskReset(t: Thread): void {
+  kcovStop(t);
   t.data.sequence = 0;
   t.handle = null;
 }

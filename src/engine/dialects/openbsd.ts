@@ -17,7 +17,7 @@
  *    table, and freed by that thread's exit (kcov_exit).
  */
 import { type Area, type TraceMode, strideOf, WORD } from '../area.js';
-import { modeArg, objectArg, ulongArg } from '../args.js';
+import { int32Arg, intModeArg, objectArg, ulongArg } from '../args.js';
 import type { Command, Dialect, IoctlContext, Mapping, RemoteSpec, SectionSite } from '../dialect.js';
 import { WouldBlock, fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
@@ -101,10 +101,6 @@ function inArg(arg: unknown, what: string): unknown {
 }
 
 /** C `int` of an argument: the low 32 bits, signed. */
-function asInt(n: number): number {
-  return (n % 0x1_0000_0000) | 0;
-}
-
 function limit(kernel: Kernel): number {
   return Math.min(KCOV_BUF_MAX_NMEMB, kernel.maxEntries ?? KCOV_BUF_MAX_NMEMB);
 }
@@ -216,7 +212,7 @@ export const OPENBSD_COMMANDS: Command[] = [
       // "Only one kcov descriptor can be enabled per thread."
       if (p.kcov !== null) fail('EBUSY', `KIOENABLE: thread ${p.tid} already has a kcov descriptor (fd ${p.kcov.fd}) in p_kd`);
       if (kd.kstate !== 'READY') fail('ENXIO', `KIOENABLE: kd_state is ${kd.kstate}, not READY`);
-      const mode = asInt(modeArg(arg, OPENBSD_MODES, 'KIOENABLE mode'));
+      const mode = intModeArg(arg, OPENBSD_MODES, 'KIOENABLE mode');
       if (mode !== KCOV_MODE_TRACE_PC && mode !== KCOV_MODE_TRACE_CMP) {
         fail('EINVAL', `KIOENABLE: mode ${mode} is neither KCOV_MODE_TRACE_PC (1) nor KCOV_MODE_TRACE_CMP (2)`);
       }
@@ -263,7 +259,7 @@ export const OPENBSD_COMMANDS: Command[] = [
     run(ctx) {
       const kd = kdOf(ctx);
       const a = objectArg(inArg(ctx.arg, 'KIOREMOTEATTACH'), 'KIOREMOTEATTACH');
-      const subsystem = asInt(ulongArg(a.subsystem, 'KIOREMOTEATTACH subsystem'));
+      const subsystem = int32Arg(a.subsystem, 'KIOREMOTEATTACH subsystem') | 0;
       ulongArg(a.id, 'KIOREMOTEATTACH id');
       // kcov_remote_attach
       if (kd.kstate !== 'READY') fail('ENXIO', `KIOREMOTEATTACH: kd_state is ${kd.kstate}, not READY`);
