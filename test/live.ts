@@ -1,8 +1,7 @@
 /** A real server on an ephemeral port, for tests that speak HTTP over sockets (client, CLI, C runtime). */
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { loadConfig } from '../src/config.js';
-import { buildApp } from '../src/http/app.js';
+import { makeApp } from './helpers.js';
 
 export interface LiveServer {
   app: FastifyInstance;
@@ -11,9 +10,8 @@ export interface LiveServer {
 }
 
 export async function listenApp(t: { teardown(fn: () => unknown): void }, env: Record<string, string> = {}): Promise<LiveServer> {
-  const app = await buildApp({ config: loadConfig({ KCOV_NCPUS: '2', ...env }) });
+  const app = await makeApp(t, env);
   await app.listen({ port: 0, host: '127.0.0.1' });
-  t.teardown(() => app.close());
   const port = (app.server.address() as AddressInfo).port;
   return { app, url: `http://127.0.0.1:${port}`, port };
 }

@@ -4,12 +4,12 @@
  */
 import t from 'tap';
 import { Engine } from '../../src/engine/engine.js';
-import { KcovError } from '../../src/engine/errno.js';
 import type { Kernel } from '../../src/engine/kernel.js';
 import type { LinuxDescriptor } from '../../src/engine/dialects/linux.js';
 import { KCOV_IRQ_AREA_SIZE, kcovMoveArea } from '../../src/engine/dialects/linux-remote.js';
 import { Area } from '../../src/engine/area.js';
 import { decodeJsonEvents } from '../../src/engine/events.js';
+import { errnoOf } from '../helpers.js';
 
 const USB1 = '0x0100000000000001';
 const USB2 = '0x0100000000000002';
@@ -20,16 +20,6 @@ function kernel(opts: { memoryLimit?: number; cpuAreaWords?: number } = {}): Ker
   return e.kernel('default');
 }
 
-/** The errno a call fails with, or null when it succeeds. */
-function errno(fn: () => unknown): string | null {
-  try {
-    fn();
-    return null;
-  } catch (e) {
-    if (e instanceof KcovError) return e.errno;
-    throw e;
-  }
-}
 
 function desc(k: Kernel, fd: number): LinuxDescriptor {
   return k.descriptor(fd) as LinuxDescriptor;
@@ -75,31 +65,31 @@ t.test('kcov_ioctl KCOV_REMOTE_ENABLE: more than KCOV_REMOTE_MAX_HANDLES is EINV
   k.ioctl(other, 'KCOV_ENABLE', 1, 0); // thread 1 now has t->kcov: a locked check would say EBUSY
   const fd = initFd(k, 1, 16);
   const handles = Array.from({ length: 0x101 }, (_, i) => `0x01000000${(i + 1).toString(16).padStart(8, '0')}`);
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { trace_mode: 0, area_size: 8, handles })), 'EINVAL');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { trace_mode: 0, area_size: 8, handles: handles.slice(0, 0x100) })), 'EBUSY',
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { trace_mode: 0, area_size: 8, handles })), 'EINVAL');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { trace_mode: 0, area_size: 8, handles: handles.slice(0, 0x100) })), 'EBUSY',
     'exactly 0x100 handles passes the count check and reaches kcov->t/t->kcov');
   // remote_arg->num_handles != remote_num_handles (the array and its count disagree)
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { num_handles: 2, handles: [USB1] })), 'EINVAL');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, 7)), 'EFAULT', 'an argument that is not a struct is a bad pointer');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { num_handles: 2, handles: [USB1] })), 'EINVAL');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, 7)), 'EFAULT', 'an argument that is not a struct is a bad pointer');
   t.equal(k.remotes.size, 0);
 });
 
 t.test('kcov_ioctl_locked KCOV_REMOTE_ENABLE: mode != INIT or no area is EINVAL, then EBUSY, then trace mode, then area_size', async (t) => {
   const k = kernel();
   const fresh = k.open().fd;
-  t.equal(errno(() => k.ioctl(fresh, 'KCOV_REMOTE_ENABLE', 1, { handles: [USB1] })), 'EINVAL', 'no KCOV_INIT_TRACE: mode DISABLED');
+  t.equal(errnoOf(() => k.ioctl(fresh, 'KCOV_REMOTE_ENABLE', 1, { handles: [USB1] })), 'EINVAL', 'no KCOV_INIT_TRACE: mode DISABLED');
   const enabled = initFd(k, 1, 16);
   k.ioctl(enabled, 'KCOV_ENABLE', 1, 0);
-  t.equal(errno(() => k.ioctl(enabled, 'KCOV_REMOTE_ENABLE', 1, { handles: [USB1] })), 'EINVAL', 'already enabled: mode TRACE_PC');
+  t.equal(errnoOf(() => k.ioctl(enabled, 'KCOV_REMOTE_ENABLE', 1, { handles: [USB1] })), 'EINVAL', 'already enabled: mode TRACE_PC');
   const fd = initFd(k, 2, 16);
   // t->kcov != NULL wins over a bad trace mode (the mode is checked after EBUSY)
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { trace_mode: 2, handles: [USB1] })), 'EBUSY');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { trace_mode: 2, handles: [USB1] })), 'EINVAL', 'kcov_get_mode: 2');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { trace_mode: 'pc', area_size: '0x1000000000000000', handles: [USB1] })), 'EINVAL',
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { trace_mode: 2, handles: [USB1] })), 'EBUSY');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { trace_mode: 2, handles: [USB1] })), 'EINVAL', 'kcov_get_mode: 2');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { trace_mode: 'pc', area_size: '0x1000000000000000', handles: [USB1] })), 'EINVAL',
     'area_size > LONG_MAX / sizeof(unsigned long)');
   t.equal(desc(k, fd).kmode, 'INIT', 'nothing changed');
   t.equal(k.remotes.size, 0);
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { trace_mode: 'cmp', area_size: '0x0fffffffffffffff', handles: [USB1] })), null,
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { trace_mode: 'cmp', area_size: '0x0fffffffffffffff', handles: [USB1] })), null,
     'LONG_MAX / 8 itself is accepted');
   t.equal(desc(k, fd).kmode, 'TRACE_CMP');
 });
@@ -108,10 +98,10 @@ t.test('KCOV_REMOTE_ENABLE on a descriptor bound elsewhere: kcov->t != NULL is E
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { handles: [USB1] });
   // The descriptor is no longer INIT, so the mode check answers first (as in the kernel).
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2] })), 'EINVAL');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2] })), 'EINVAL');
   const fd2 = initFd(k, 1, 16);
-  t.equal(errno(() => k.ioctl(fd2, 'KCOV_REMOTE_ENABLE', 1, { handles: [USB2] })), 'EBUSY', 'the enabling thread already has t->kcov');
-  t.equal(errno(() => k.ioctl(fd2, 'KCOV_ENABLE', 1, 0)), 'EBUSY', 'and cannot KCOV_ENABLE another fd either');
+  t.equal(errnoOf(() => k.ioctl(fd2, 'KCOV_REMOTE_ENABLE', 1, { handles: [USB2] })), 'EBUSY', 'the enabling thread already has t->kcov');
+  t.equal(errnoOf(() => k.ioctl(fd2, 'KCOV_ENABLE', 1, 0)), 'EBUSY', 'and cannot KCOV_ENABLE another fd either');
 });
 
 t.test('kcov_check_handle on handles[] (USB only) and common_handle (COMMON, non-zero instance); failures roll back via kcov_disable', async (t) => {
@@ -128,7 +118,7 @@ t.test('kcov_check_handle on handles[] (USB only) and common_handle (COMMON, non
   ];
   let seq = d.sequence;
   for (const [arg, why] of cases) {
-    t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { area_size: 8, ...arg })), 'EINVAL', why);
+    t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { area_size: 8, ...arg })), 'EINVAL', why);
     t.equal(k.remotes.size, 0, `${why}: handles registered before the bad one are removed (kcov_remote_reset)`);
     t.equal(d.kmode, 'INIT', `${why}: kcov_reset back to INIT`);
     t.equal(d.owner, null, `${why}: kcov->t = NULL`);
@@ -139,7 +129,7 @@ t.test('kcov_check_handle on handles[] (USB only) and common_handle (COMMON, non
     t.equal(d.refs, 1, `${why}: no reference taken`);
     seq = d.sequence;
   }
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { area_size: 8, handles: ['0x0100000000000000'], common_handle: '0x0' })), null,
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { area_size: 8, handles: ['0x0100000000000000'], common_handle: '0x0' })), null,
     'USB instance 0 is valid in handles[]; common_handle 0 means none');
   t.same(d.handles, ['0x100000000000000']);
   t.equal(d.commonHandle, null);
@@ -150,13 +140,13 @@ t.test('kcov_remote_add: a handle registered by any descriptor is EEXIST, rolled
   remoteFd(k, 1, 16, { handles: [USB1], common_handle: COMMON });
   const fd = initFd(k, 2, 16);
   const d = desc(k, fd);
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2, USB1] })), 'EEXIST');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2, USB1] })), 'EEXIST');
   t.notOk(k.remotes.has('0x100000000000002'), 'USB2, added before the clash, is removed again');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2], common_handle: COMMON })), 'EEXIST', 'common handle taken');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2, USB2] })), 'EEXIST', 'the same handle twice in one array');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2], common_handle: COMMON })), 'EEXIST', 'common handle taken');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2, USB2] })), 'EEXIST', 'the same handle twice in one array');
   t.equal(d.kmode, 'INIT');
   t.equal(k.remotes.size, 2, 'only the first descriptor\'s handles');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2] })), null, 'a free handle still works afterwards');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2] })), null, 'a free handle still works afterwards');
 });
 
 t.test('KCOV_REMOTE_ENABLE: t->kcov_mode = KCOV_MODE_REMOTE, the enabling task itself is not traced', async (t) => {
@@ -356,10 +346,10 @@ t.test('kcov_remote_start: an unregistered handle makes the section a no-op; an 
   const rs = k.oneShotSection(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [1] }));
   t.equal(rs.ignored, 1);
   t.equal(k.cpus[0]!.area, null, 'no per-CPU area allocated for nothing');
-  t.equal(errno(() => k.enterThreadSection(2, { handle: '0x0200000000000001' })), 'EINVAL', 'kcov_remote_start WARNs: subsystem 2');
-  t.equal(errno(() => k.enterThreadSection(2, { handle: '0x0000000100000000' })), 'EINVAL', 'bytes 4..6 set');
-  t.equal(errno(() => k.enterThreadSection(2, { subsystem: 0, id: 1 })), 'EINVAL', 'not a Linux remote');
-  t.equal(errno(() => k.enterThreadSection(2, { handle: '0x0' })), null, 'COMMON 0 is zero_valid for kcov_remote_start');
+  t.equal(errnoOf(() => k.enterThreadSection(2, { handle: '0x0200000000000001' })), 'EINVAL', 'kcov_remote_start WARNs: subsystem 2');
+  t.equal(errnoOf(() => k.enterThreadSection(2, { handle: '0x0000000100000000' })), 'EINVAL', 'bytes 4..6 set');
+  t.equal(errnoOf(() => k.enterThreadSection(2, { subsystem: 0, id: 1 })), 'EINVAL', 'not a Linux remote');
+  t.equal(errnoOf(() => k.enterThreadSection(2, { handle: '0x0' })), null, 'COMMON 0 is zero_valid for kcov_remote_start');
 });
 
 t.test('kcov_remote_start: area_size 0 means no section (vmalloc(0) is NULL); hardirq context is a no-op', async (t) => {
@@ -423,11 +413,11 @@ t.test('remote areas are charged to KCOV_MEMORY_LIMIT: ENOMEM changes nothing; k
   const k = kernel({ memoryLimit: 4096, cpuAreaWords: 1024 });
   const fd = remoteFd(k, 1, 16, { handles: [USB1], area_size: 1024 }); // 8 KiB > limit
   const d = desc(k, fd);
-  t.equal(errno(() => k.enterThreadSection(2, { handle: USB1 })), 'ENOMEM');
+  t.equal(errnoOf(() => k.enterThreadSection(2, { handle: USB1 })), 'ENOMEM');
   t.equal(k.getThread(2).section, null);
   t.equal(k.getThread(2).data.kcovMode ?? 'DISABLED', 'DISABLED');
   t.equal(d.refs, 2, 'the section\'s reference is given back');
-  t.equal(errno(() => k.oneShotSection(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [1] }))), 'ENOMEM', 'per-CPU area too');
+  t.equal(errnoOf(() => k.oneShotSection(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [1] }))), 'ENOMEM', 'per-CPU area too');
   t.equal(d.refs, 2);
   t.equal(k.cpus[0]!.section, null);
 
@@ -438,7 +428,7 @@ t.test('remote areas are charged to KCOV_MEMORY_LIMIT: ENOMEM changes nothing; k
   section(k2, USB1, 3, [2]);
   t.equal(k2.memory, used, 'the pooled area is reused, not allocated again');
   k2.enterThreadSection(4, { handle: USB1 });
-  t.equal(errno(() => k2.enterThreadSection(5, { handle: USB1 })), 'ENOMEM', 'a second concurrent area does not fit');
+  t.equal(errnoOf(() => k2.enterThreadSection(5, { handle: USB1 })), 'ENOMEM', 'a second concurrent area does not fit');
   k2.leaveThreadSection(4);
 });
 
@@ -458,15 +448,15 @@ t.test('GET /remotes view: handles with fd, mode, area_size and open sections', 
 t.test('kcov_handle_unique_enable: errno paths in order', async (t) => {
   const k = kernel();
   const fresh = k.open().fd;
-  t.equal(errno(() => k.ioctl(fresh, 'KCOV_UNIQUE_ENABLE', 1, 1)), 'EINVAL', 'no area');
+  t.equal(errnoOf(() => k.ioctl(fresh, 'KCOV_UNIQUE_ENABLE', 1, 1)), 'EINVAL', 'no area');
   const busy = initFd(k, 1, 8);
   k.ioctl(busy, 'KCOV_ENABLE', 1, 0);
   const fd = initFd(k, 1, 8);
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 1, 0)), 'EBUSY', 't->kcov set: EBUSY before the bitmap check');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 2, 0)), 'EINVAL', 'zero-sized bitmap');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 2, 7)), 'EINVAL', 'bitmap_words >= size - 1');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 2, 6)), null, 'size - 2 leaves two words for the trace');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 2, 6)), 'EINVAL', 'mode no longer INIT');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 1, 0)), 'EBUSY', 't->kcov set: EBUSY before the bitmap check');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 2, 0)), 'EINVAL', 'zero-sized bitmap');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 2, 7)), 'EINVAL', 'bitmap_words >= size - 1');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 2, 6)), null, 'size - 2 leaves two words for the trace');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 2, 6)), 'EINVAL', 'mode no longer INIT');
   t.equal(k.command('0x40086367')!.name, 'KCOV_UNIQUE_ENABLE', "_IOW('c', 103, unsigned long)");
   t.equal(k.command('0x6368')!.name, 'KCOV_RESET_TRACE', "_IO('c', 104)");
   t.equal(k.command('0x40186366')!.name, 'KCOV_REMOTE_ENABLE', "_IOW('c', 102, struct kcov_remote_arg)");
@@ -500,18 +490,18 @@ t.test('__sanitizer_cov_trace_pc_guard: indices at or beyond bitmap_size are alw
 t.test('KCOV_RESET_TRACE: errno paths, zeroes trace[0] and the bitmap', async (t) => {
   const k = kernel();
   const fd = initFd(k, 1, 16);
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 0)), 'EINVAL', 'not enabled: current->kcov != kcov');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 0)), 'EINVAL', 'not enabled: current->kcov != kcov');
   k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 1, 2);
   k.eventsJson(1, { pcs: [1, 2] });
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 1)), 'EINVAL', 'unused != 0');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 2, 0)), 'EINVAL', 'another thread');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 0)), null);
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 1)), 'EINVAL', 'unused != 0');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 2, 0)), 'EINVAL', 'another thread');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 0)), null);
   const d = desc(k, fd);
   t.equal(d.trace()!.count, 0);
   t.same([...d.area!.u32.subarray(0, 4)], [0, 0, 0, 0], 'bitmap_zero');
   t.equal(k.eventsJson(1, { pcs: [1, 2] }).accepted, 2, 'PCs are new again');
   k.ioctl(fd, 'KCOV_DISABLE', 1, 0);
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 0)), 'EINVAL', 'after DISABLE');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 0)), 'EINVAL', 'after DISABLE');
 });
 
 t.test('KCOV_RESET_TRACE on a remote descriptor: only the enabling task, and it resets area[0]', async (t) => {
@@ -519,10 +509,10 @@ t.test('KCOV_RESET_TRACE on a remote descriptor: only the enabling task, and it 
   const fd = remoteFd(k, 1, 16, { handles: [USB1] });
   section(k, USB1, 2, [1, 2]);
   k.enterThreadSection(2, { handle: USB1 });
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 2, 0)), 'EINVAL', 'a task inside a section: current->kcov == kcov but kcov->t != t');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 2, 0)), 'EINVAL', 'a task inside a section: current->kcov == kcov but kcov->t != t');
   k.leaveThreadSection(2);
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 3, 0)), 'EINVAL', 'an unrelated task');
-  t.equal(errno(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 0)), null, 'the enabling task');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 3, 0)), 'EINVAL', 'an unrelated task');
+  t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 0)), null, 'the enabling task');
   t.equal(desc(k, fd).area!.count, 0);
 });
 

@@ -8,11 +8,7 @@
  */
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { Client, cmps, expectProblem as expectProblemOf, json, makeApp, pcs } from '../helpers.js';
-
-/** expectProblem with tap's own Test type (its equal/match are overloaded generics). */
-const expectProblem = (t: unknown, ...rest: [any, number, string]): void =>
-  expectProblemOf(t as Parameters<typeof expectProblemOf>[0], ...rest);
+import { Client, cmps, expectProblem, json, makeApp, pcs } from '../helpers.js';
 
 const MAIN = 100;
 const PAGE_ENTRIES = 4096 / 8;

@@ -1,12 +1,6 @@
 /** Linux remote coverage over HTTP: the routes around kernel/kcov.c's remote code. */
-import t, { type Test } from 'tap';
-import type { LightMyRequestResponse } from 'fastify';
-import { Client, expectProblem as expectProblemLoose, json, makeApp } from '../helpers.js';
-
-// helpers.ts types its assertion object looser than tap's Test; adapt it here.
-function expectProblem(t: Test, res: LightMyRequestResponse, status: number, errno: string): void {
-  expectProblemLoose(t as unknown as Parameters<typeof expectProblemLoose>[0], res, status, errno);
-}
+import t from 'tap';
+import { Client, expectProblem, json, makeApp } from '../helpers.js';
 
 const USB1 = '0x0100000000000001';
 const COMMON = '0x000000000000002a';

@@ -1,11 +1,7 @@
 /** Operations: caps, body limit, auth, request ids, metrics, long-poll, draining. */
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
-import { Client, expectProblem as expectProblemOf, json, makeApp, pcs } from '../helpers.js';
-
-// tap's assertion signatures are wider than the helper's parameter type.
-const expectProblem = (t: unknown, ...rest: Parameters<typeof expectProblemOf> extends [unknown, ...infer R] ? R : never) =>
-  expectProblemOf(t as Parameters<typeof expectProblemOf>[0], ...rest);
+import { Client, expectProblem, json, makeApp, pcs } from '../helpers.js';
 
 t.test('KCOV_MAX_DESCRIPTORS: the open past the cap is ENOMEM 507 and opens nothing', async (t) => {
   const app = await makeApp(t, { KCOV_MAX_DESCRIPTORS: '2' });
