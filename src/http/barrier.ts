@@ -2,17 +2,27 @@
  * Bounded waits for kernel operations that would sleep. The engine never
  * blocks: an operation that would (OpenBSD kr_barrier, waiting for remote
  * sections opened with POST /threads/{tid}/remote to close) throws WouldBlock
- * before changing anything. The route retries it until the sections have
- * closed or the bound runs out, then answers ETIMEDOUT (409) with nothing
- * changed.
+ * before changing anything. The route retries it after each change the kernel
+ * reports (a section leaving, a thread exiting) until it goes through or the
+ * bound runs out, then answers ETIMEDOUT (409) with nothing changed.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { KcovError, WouldBlock } from '../engine/errno.js';
+import type { Kernel } from '../engine/kernel.js';
 
-/** How often a waiting request looks again. */
-const POLL_MS = 5;
+/** Resolves at the kernel's next change or after `ms`, whichever is first. */
+function nextChange(kernel: Kernel, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      unwatch();
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const unwatch = kernel.watch(done);
+  });
+}
 
-export async function waitOut<T>(boundMs: number, op: () => T): Promise<T> {
+export async function waitOut<T>(kernel: Kernel, boundMs: number, op: () => T): Promise<T> {
   const start = Date.now();
   for (;;) {
     try {
@@ -23,7 +33,7 @@ export async function waitOut<T>(boundMs: number, op: () => T): Promise<T> {
       if (waited >= boundMs) {
         throw new KcovError('ETIMEDOUT', `${e.message}; still open after ${waited} ms (bound ${boundMs} ms), nothing changed`);
       }
-      await sleep(Math.min(POLL_MS, boundMs - waited));
+      await nextChange(kernel, boundMs - waited);
     }
   }
 }

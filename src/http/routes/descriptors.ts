@@ -49,7 +49,7 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
     },
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
-    await waitOut(barrierMs, () => k.close(req.params.fd));
+    await waitOut(k, barrierMs, () => k.close(req.params.fd));
     return reply.code(204).send();
   });
 
@@ -77,7 +77,7 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
     validatorCompiler: fastValidator({ params: ioctlParams, body: ioctlBody }),
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
-    const { ret, descriptor } = await waitOut(barrierMs, () => k.ioctl(req.params.fd, req.params.cmd, req.body.tid, req.body.arg));
+    const { ret, descriptor } = await waitOut(k, barrierMs, () => k.ioctl(req.params.fd, req.params.cmd, req.body.tid, req.body.arg));
     // IoctlReply is {ret, descriptor} with a catch-all descriptor: zod's encode would hand back the same object.
     return sendJson(reply, `{"ret":${ret},"descriptor":${JSON.stringify(descriptorView(descriptor))}}`);
   });

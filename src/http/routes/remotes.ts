@@ -47,7 +47,7 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
     },
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
-    await waitOut(barrierMs, () => k.unregisterRemote(req.params.remote));
+    await waitOut(k, barrierMs, () => k.unregisterRemote(req.params.remote));
     return reply.code(204).send();
   });
 
