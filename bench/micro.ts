@@ -5,7 +5,7 @@
  */
 import { Engine } from '../src/engine/engine.js';
 import type { Kernel } from '../src/engine/kernel.js';
-import { coverageJson, coverageText } from '../src/http/codecs/coverage.js';
+import { coverageJsonBuffer, coverageTextBuffer } from '../src/http/codecs/coverage.js';
 
 export interface MicroRow {
   name: string;
@@ -115,7 +115,7 @@ export function snapshotCodecBench(rounds: number): MicroRow[] {
   const m = kernel.mapping(kernel.descriptor(fd));
   const hex = () => void Buffer.from(m.area.bytes.buffer, m.area.bytes.byteOffset, m.area.bytes.byteLength).toString('hex');
   const rows: MicroRow[] = [];
-  for (const [name, f] of [['JSON', () => void coverageJson(m.trace, 'pc')], ['text', () => void coverageText(m.trace, 'pc')]] as const) {
+  for (const [name, f] of [['JSON', () => void coverageJsonBuffer(m.trace, 'pc')], ['text', () => void coverageTextBuffer(m.trace, 'pc')]] as const) {
     const ratios: number[] = [];
     const tk: number[] = [];
     const tb: number[] = [];

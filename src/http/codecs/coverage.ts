@@ -97,16 +97,6 @@ export function coverageTextBuffer(trace: Area, mode: TraceMode): Buffer {
   return out.subarray(0, at);
 }
 
-/** The JSON view as a string (same bytes as coverageJsonBuffer). */
-export function coverageJson(trace: Area, mode: TraceMode): string {
-  return coverageJsonBuffer(trace, mode).toString('latin1');
-}
-
-/** The rawcover text as a string (same bytes as coverageTextBuffer). */
-export function coverageText(trace: Area, mode: TraceMode): string {
-  return coverageTextBuffer(trace, mode).toString('latin1');
-}
-
 export type CoverageFormat = 'binary' | 'json' | 'text';
 
 /** Pick a format from an Accept header (q-values honoured); JSON when nothing matches. */
