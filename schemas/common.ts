@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { KERNEL_NAME_RE } from '../src/engine/names.js';
 
 /** A 64-bit value: 0x hex (any zero padding), a decimal string, or a safe-integer JSON number. */
 export const U64 = z
@@ -17,7 +18,7 @@ export const Fd = z.number().int().min(0).describe('file descriptor number in th
 
 export const KernelName = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/)
+  .regex(KERNEL_NAME_RE)
   .describe('kernel name');
 
 export const Dialect = z.enum(['linux', 'openbsd', 'netbsd', 'freebsd']).describe('kcov ABI of the kernel');

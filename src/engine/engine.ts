@@ -6,6 +6,7 @@ import { fail, type DialectName } from './errno.js';
 import { checkInvariants } from './invariants.js';
 import { Kernel, type KernelCaps } from './kernel.js';
 import { MemoryBudget } from './memory.js';
+import { KERNEL_NAME_RE } from './names.js';
 
 export interface EngineOptions {
   /** Dialect of the `default` kernel. */
@@ -31,7 +32,6 @@ export interface CreateKernel {
   readonly config?: Readonly<Record<string, boolean>> | undefined;
 }
 
-export const KERNEL_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export class Engine {
   readonly budget: MemoryBudget;

@@ -11,6 +11,7 @@
 import type { FastifyReply, FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import { isChunkedBody } from './plugins/binary.js';
+import { KERNEL_NAME_RE } from '../engine/names.js';
 
 type HttpPart = 'body' | 'querystring' | 'params' | 'headers';
 /** A value when the input is in the easy subset, else undefined (ask zod). */
@@ -34,7 +35,6 @@ export function fastValidator(checks: Partial<Record<HttpPart, FastCheck>>): Fas
   };
 }
 
-const KERNEL_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** Plain decimal, no sign, no leading zeros: the one spelling where Number(s) is all z.coerce does. */
 const FD_RE = /^(?:0|[1-9][0-9]{0,14})$/;
 const TID_RE = /^[1-9][0-9]{0,9}$/;
@@ -43,7 +43,7 @@ const TID_RE = /^[1-9][0-9]{0,9}$/;
 export function fdParams(data: unknown): unknown {
   const p = data as { kernel?: unknown; fd?: unknown };
   const { kernel, fd } = p;
-  if (typeof kernel !== 'string' || typeof fd !== 'string' || !KERNEL_RE.test(kernel) || !FD_RE.test(fd)) return undefined;
+  if (typeof kernel !== 'string' || typeof fd !== 'string' || !KERNEL_NAME_RE.test(kernel) || !FD_RE.test(fd)) return undefined;
   const n = Number(fd);
   return Number.isSafeInteger(n) ? { kernel, fd: n } : undefined;
 }
@@ -51,7 +51,7 @@ export function fdParams(data: unknown): unknown {
 /** TidParams. */
 export function tidParams(data: unknown): unknown {
   const { kernel, tid } = data as { kernel?: unknown; tid?: unknown };
-  if (typeof kernel !== 'string' || typeof tid !== 'string' || !KERNEL_RE.test(kernel) || !TID_RE.test(tid)) return undefined;
+  if (typeof kernel !== 'string' || typeof tid !== 'string' || !KERNEL_NAME_RE.test(kernel) || !TID_RE.test(tid)) return undefined;
   const n = Number(tid);
   return n <= 0x7fffffff ? { kernel, tid: n } : undefined;
 }
