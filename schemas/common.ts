@@ -25,7 +25,7 @@ export const Dialect = z.enum(['linux', 'openbsd', 'netbsd', 'freebsd']).describ
 
 export const ErrnoName = z.enum([
   'EPERM', 'ENOENT', 'ESRCH', 'ENXIO', 'EBADF', 'ENOMEM', 'EACCES', 'EFAULT', 'EBUSY',
-  'EEXIST', 'EINVAL', 'ENOTTY', 'ENOBUFS', 'EOPNOTSUPP', 'ENOTSUPP', 'ETIMEDOUT',
+  'EEXIST', 'EINVAL', 'ENOTTY', 'ENOBUFS', 'EOPNOTSUPP', 'ENOTSUPP', 'ETIMEDOUT', 'ESTALE',
 ]);
 
 export const Problem = z

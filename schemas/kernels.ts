@@ -30,6 +30,7 @@ export const KernelCreate = z
 
 export const KernelView = z.object({
   name: z.string(),
+  boot: z.string().describe('the kcovd-boot id of this start of the service; a kernel does not outlive it'),
   dialect: Dialect,
   ncpus: z.number().int(),
   descriptors: z.number().int().describe('open descriptors'),

@@ -5,6 +5,8 @@ import type { DialectName } from './engine/errno.js';
 export interface Config {
   port: number;
   host: string;
+  /** Unix domain socket path to listen on as well (KCOV_SOCKET / --socket); undefined: TCP only. */
+  socket: string | undefined;
   dialect: DialectName;
   ncpus: number;
   /** Bytes all coverage areas together may take. */
@@ -84,6 +86,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
   return {
     port: e.PORT === undefined ? 5268 : int(e.PORT, 'PORT', 0, 65535),
     host: e.HOST ?? '127.0.0.1',
+    socket: e.KCOV_SOCKET === undefined || e.KCOV_SOCKET === '' ? undefined : e.KCOV_SOCKET,
     dialect: dialect as DialectName,
     ncpus: e.KCOV_NCPUS === undefined ? Math.min(availableParallelism(), 64) : int(e.KCOV_NCPUS, 'KCOV_NCPUS', 1, 1024),
     memoryLimit: e.KCOV_MEMORY_LIMIT === undefined ? 1024 ** 3 : parseSize(e.KCOV_MEMORY_LIMIT, 'KCOV_MEMORY_LIMIT'),

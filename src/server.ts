@@ -1,10 +1,43 @@
 /** Entry point: configuration, listen, graceful shutdown. */
+import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { loadConfig, type Config } from './config.js';
 import { buildApp } from './http/app.js';
 
+/** A socket file left by an earlier run is removed; any other file there is an error. */
+function clearStaleSocket(path: string): void {
+  if (!existsSync(path)) return;
+  if (!lstatSync(path).isSocket()) throw new Error(`KCOV_SOCKET: ${path} exists and is not a socket`);
+  unlinkSync(path);
+}
+
+/** The same app on a second listener: Fastify's routing, hooks and limits serve both. */
+function unixListener(app: Awaited<ReturnType<typeof buildApp>>, config: Config, path: string) {
+  const server = createServer({ requestTimeout: config.requestTimeout, keepAliveTimeout: config.keepAliveTimeout }, (req, res) => app.routing(req, res));
+  app.addHook('onClose', async () => {
+    server.closeIdleConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    try { unlinkSync(path); } catch { /* already gone */ }
+  });
+  return {
+    listen: () => {
+      clearStaleSocket(path);
+      return new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          app.log.info({ socket: path }, 'listening on the Unix socket');
+          resolve();
+        });
+      });
+    },
+  };
+}
+
 export async function start(config: Config) {
   const app = await buildApp({ config, logger: { level: config.logLevel } });
+  const unix = config.socket === undefined ? undefined : unixListener(app, config, config.socket);
   await app.listen({ port: config.port, host: config.host });
+  if (unix !== undefined) await unix.listen();
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;

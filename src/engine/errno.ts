@@ -6,7 +6,7 @@
 export type ErrnoName =
   | 'EPERM' | 'ENOENT' | 'ESRCH' | 'ENXIO' | 'EBADF' | 'ENOMEM' | 'EACCES'
   | 'EFAULT' | 'EBUSY' | 'EEXIST' | 'EINVAL' | 'ENOTTY' | 'ENOBUFS'
-  | 'EOPNOTSUPP' | 'ENOTSUPP' | 'ETIMEDOUT';
+  | 'EOPNOTSUPP' | 'ENOTSUPP' | 'ETIMEDOUT' | 'ESTALE';
 
 export type DialectName = 'linux' | 'openbsd' | 'netbsd' | 'freebsd';
 
@@ -17,13 +17,13 @@ const COMMON: Record<string, number> = {
 
 // Where the BSDs and Linux part ways (asm-generic/errno.h vs sys/errno.h).
 const LINUX: Record<string, number> = {
-  ...COMMON, ENOBUFS: 105, EOPNOTSUPP: 95, ETIMEDOUT: 110,
+  ...COMMON, ENOBUFS: 105, EOPNOTSUPP: 95, ETIMEDOUT: 110, ESTALE: 116,
   // Kernel-internal (include/linux/errno.h); what userspace sees for CMP without
   // CONFIG_KCOV_ENABLE_COMPARISONS.
   ENOTSUPP: 524,
 };
 const BSD: Record<string, number> = {
-  ...COMMON, ENOBUFS: 55, EOPNOTSUPP: 45, ENOTSUPP: 45, ETIMEDOUT: 60,
+  ...COMMON, ENOBUFS: 55, EOPNOTSUPP: 45, ENOTSUPP: 45, ETIMEDOUT: 60, ESTALE: 70,
 };
 
 export function errnoCode(name: ErrnoName, dialect: DialectName = 'linux'): number {
@@ -47,6 +47,7 @@ const MESSAGES: Record<ErrnoName, string> = {
   EOPNOTSUPP: 'Operation not supported',
   ENOTSUPP: 'Operation not supported',
   ETIMEDOUT: 'Operation timed out',
+  ESTALE: 'Stale file handle',
 };
 
 export function strerror(name: ErrnoName): string {

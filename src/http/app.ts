@@ -25,12 +25,16 @@ import { threadRoutes } from './routes/threads.js';
 export interface AppState {
   /** Set when shutdown starts: /readyz answers 503. */
   draining: boolean;
+  /** [I] Sent as `kcovd-boot` on every reply; `if-kcovd-boot` with another value is 412 ESTALE. */
+  readonly bootId: string;
 }
 
 export interface AppOptions {
   config: Config;
   engine?: Engine;
   logger?: FastifyServerOptions['logger'];
+  /** Identity of this start of the service (`kcovd-boot`); new each start unless a test pins it. */
+  bootId?: string;
 }
 
 declare module 'fastify' {
@@ -58,7 +62,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       maxGuards: config.maxGuards,
     },
   });
-  const state: AppState = { draining: false };
+  const state: AppState = { draining: false, bootId: opts.bootId ?? randomUUID() };
 
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -93,7 +97,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // Callback-style hooks: on every request, an async hook would cost a promise and a tick.
   // One hook for the request id and draining (before auth: a draining server turns everyone away).
   app.addHook('onRequest', (req, reply, done) => {
-    reply.header('x-request-id', req.id);
+    reply.header('x-request-id', req.id).header('kcovd-boot', state.bootId);
+    const boot = req.headers['if-kcovd-boot'];
+    if (boot !== undefined && boot !== state.bootId) {
+      // A client that outlived a restart must not touch what others opened since.
+      return sendProblem(engine, req, reply, 'ESTALE', `if-kcovd-boot ${JSON.stringify(boot)} names another start of the service; this one is ${state.bootId}`);
+    }
     if (!state.draining || OPEN_ROUTES.has(req.routeOptions.url ?? '')) return done();
     reply.header('connection', 'close').header('retry-after', '1');
     sendProblem(engine, req, reply, 'EBUSY', 'the server is shutting down', 503);
@@ -103,7 +112,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   // routes
   await app.register(serviceRoutes, { state });
-  await app.register(kernelRoutes, { engine });
+  await app.register(kernelRoutes, { engine, bootId: state.bootId });
   await app.register(descriptorRoutes, { engine, barrierMs: config.barrierTimeoutMs });
   await app.register(coverageRoutes, { engine });
   await app.register(threadRoutes, { engine });

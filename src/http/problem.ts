@@ -11,6 +11,8 @@ const STATUS: Record<ErrnoName, number> = {
   ENOMEM: 507,
   // Not in the contract's table: a bounded wait that ran out (OpenBSD kr_barrier).
   ETIMEDOUT: 409,
+  // Additions: a request that names another boot of the service (if-kcovd-boot).
+  ESTALE: 412,
 };
 
 export function statusOf(errno: ErrnoName): number {

@@ -4,10 +4,11 @@ import type { Kernel } from '../engine/kernel.js';
 import type { Descriptor, Section, Thread } from '../engine/model.js';
 import { formatU64 } from '../engine/u64.js';
 
-export function kernelView(k: Kernel) {
+export function kernelView(k: Kernel, boot: string) {
   const lim = k.dialect.limits(k);
   return {
     name: k.name,
+    boot,
     dialect: k.dialect.name,
     ncpus: k.ncpus,
     descriptors: k.descriptors.size,
