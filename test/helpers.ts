@@ -3,6 +3,9 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { loadConfig } from '../src/config.js';
 import { buildApp } from '../src/http/app.js';
 import { KcovError } from '../src/engine/errno.js';
+import type { Dialect } from '../src/engine/dialect.js';
+import type { Kernel } from '../src/engine/kernel.js';
+import type { DialectTypes } from '../src/engine/model.js';
 
 export interface TestContext {
   teardown(fn: () => unknown): void;
@@ -124,4 +127,10 @@ export function errnoOf(fn: () => unknown): string | null {
     if (e instanceof KcovError) return e.errno;
     throw e;
   }
+}
+
+/** A kernel seen as its dialect's own types, so a test can read dialect fields (the engine itself never needs this). */
+export function typedKernel<X extends DialectTypes>(k: Kernel, dialect: Dialect<X>): Kernel<X> {
+  if (k.dialect !== dialect) throw new Error(`kernel "${k.name}" is ${k.dialect.name}, not ${dialect.name}`);
+  return k as unknown as Kernel<X>;
 }

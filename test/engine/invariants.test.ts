@@ -1,6 +1,7 @@
 /** Engine.checkInvariants must see each kind of breakage it claims to see (else the fuzz proves nothing). */
 import t from 'tap';
 import { Engine } from '../../src/engine/engine.js';
+import type { Descriptor, Thread } from '../../src/engine/model.js';
 
 function setup() {
   const e = new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: 1 << 20 });
@@ -28,7 +29,7 @@ t.test('count past capacity: a violation unless userspace wrote it (PUT count)',
 t.test('an area nothing points at is an orphan', async (t) => {
   const { e, k, d } = setup();
   k.exitThread(1);
-  k.descriptors.delete(d.fd); // lost without the close that frees it
+  (k.descriptors as Map<number, Descriptor>).delete(d.fd); // lost without the close that frees it
   t.match(e.checkInvariants().join('\n'), /orphan area of 64 bytes/);
 });
 
@@ -44,9 +45,9 @@ t.test('a reachable area that was freed, and a double free, are seen', async (t)
 t.test('memory accounting and tables', async (t) => {
   const { e, k, d } = setup();
   e.budget.used += 8;
-  t.match(e.checkInvariants().join('\n'), /budget.used 72 != sum of kernel memory 64/);
+  t.match(e.checkInvariants().join('\n'), /budget.used 72 != sum of its categories 64/);
   e.budget.used -= 8;
-  k.threads.delete(1);
+  (k.threads as Map<number, Thread>).delete(1);
   t.match(e.checkInvariants().join('\n'), /owned by thread 1, which is not a live thread/);
   d.closed = true;
   t.match(e.checkInvariants().join('\n'), /in the table but marked closed/);
