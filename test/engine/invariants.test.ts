@@ -52,3 +52,17 @@ t.test('memory accounting and tables', async (t) => {
   d.closed = true;
   t.match(e.checkInvariants().join('\n'), /in the table but marked closed/);
 });
+
+t.test('a pooled Linux section area is reachable (kcov_remote_areas), not an orphan', async (t) => {
+  const e = new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: 1 << 20 });
+  const k = e.kernel('default');
+  const fd = k.open().fd;
+  k.ioctl(fd, 'KCOV_INIT_TRACE', 1, 8);
+  k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { trace_mode: 'pc', area_size: 16, handles: ['0x0100000000000001'] });
+  k.remotes.oneShot('0x0100000000000001', { context: 'task', tid: 2 }, () => []);
+  t.equal(k.account.bytes('sections'), 16 * 8, 'the section area stays pooled after the stop');
+  t.same(e.checkInvariants(), [], 'the pool is part of the kernel state the checker walks');
+  k.exitThread(1);
+  k.close(fd);
+  t.same(e.checkInvariants(), [], 'still consistent once the descriptor is gone');
+});

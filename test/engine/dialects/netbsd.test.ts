@@ -8,6 +8,7 @@ import { KcovError } from '../../../src/engine/errno.js';
 import { Kernel } from '../../../src/engine/kernel.js';
 import { MemoryBudget } from '../../../src/engine/memory.js';
 import { Engine } from '../../../src/engine/engine.js';
+import { invariantsAfterEach, typedKernel } from '../../helpers.js';
 
 const SET = 'KCOV_IOC_SETBUFSIZE';
 const EN = 'KCOV_IOC_ENABLE';
@@ -17,14 +18,11 @@ const DET = 'KCOV_IOC_REMOTE_DETACH';
 const VHCI = { subsystem: 0, id: 0x1_0000_0001 }; // KCOV_REMOTE_VHCI_ID(1, 1)
 const VHCI_KEY = '0:4294967297';
 
+const checked = invariantsAfterEach(t);
+
 function kernel(opts: { maxEntries?: number; budget?: number } = {}): Kernel<NetbsdTypes> {
-  return new Kernel({
-    name: 'nbsd',
-    dialect: netbsd,
-    ncpus: 2,
-    budget: new MemoryBudget(opts.budget ?? 64 * 1024 * 1024),
-    maxEntries: opts.maxEntries,
-  });
+  const e = checked(new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: opts.budget ?? 64 * 1024 * 1024 }));
+  return typedKernel(e.createKernel({ name: 'nbsd', dialect: 'netbsd', maxEntries: opts.maxEntries }), netbsd);
 }
 
 interface T {

@@ -8,12 +8,14 @@ import { KcovError, WouldBlock } from '../../../src/engine/errno.js';
 import { KCOV_BUF_MAX_NMEMB, openbsd, type ObsdDescriptor, type ObsdTypes } from '../../../src/engine/dialects/openbsd.js';
 import type { Kernel as AnyKernel } from '../../../src/engine/kernel.js';
 import type { Segment } from '../../../src/engine/events.js';
-import { errnoOf, typedKernel } from '../../helpers.js';
+import { errnoOf, invariantsAfterEach, typedKernel } from '../../helpers.js';
 
 type Kernel = AnyKernel<ObsdTypes>;
 
+const checked = invariantsAfterEach(t);
+
 function setup(opts: { maxEntries?: number; memoryLimit?: number; cpuAreaWords?: number } = {}): { e: Engine; k: Kernel } {
-  const e = new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: opts.memoryLimit ?? 64 * 1024 * 1024, cpuAreaWords: opts.cpuAreaWords });
+  const e = checked(new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: opts.memoryLimit ?? 64 * 1024 * 1024, cpuAreaWords: opts.cpuAreaWords }));
   const k = typedKernel(e.createKernel({ name: 'obsd', dialect: 'openbsd', maxEntries: opts.maxEntries }), openbsd);
   return { e, k };
 }

@@ -8,16 +8,18 @@ import type { Kernel as AnyKernel } from '../../../../src/engine/kernel.js';
 import { KCOV_IRQ_AREA_SIZE, kcovMoveArea, linux, type LinuxDescriptor, type LinuxTypes } from '../../../../src/engine/dialects/linux/index.js';
 import { Area } from '../../../../src/engine/area.js';
 import { decodeJsonEvents } from '../../../../src/engine/events.js';
-import { errnoOf, typedKernel } from '../../../helpers.js';
+import { errnoOf, invariantsAfterEach, typedKernel } from '../../../helpers.js';
 
 type Kernel = AnyKernel<LinuxTypes>;
+
+const checked = invariantsAfterEach(t);
 
 const USB1 = '0x0100000000000001';
 const USB2 = '0x0100000000000002';
 const COMMON = '0x000000000000002a';
 
 function kernel(opts: { memoryLimit?: number; cpuAreaWords?: number } = {}): Kernel {
-  const e = new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: opts.memoryLimit ?? 64 << 20, cpuAreaWords: opts.cpuAreaWords });
+  const e = checked(new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: opts.memoryLimit ?? 64 << 20, cpuAreaWords: opts.cpuAreaWords }));
   return typedKernel(e.kernel('default'), linux);
 }
 

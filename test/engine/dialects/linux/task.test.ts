@@ -6,12 +6,14 @@ import t from 'tap';
 import { Engine } from '../../../../src/engine/engine.js';
 import type { Kernel as AnyKernel } from '../../../../src/engine/kernel.js';
 import { linux, type LinuxTypes } from '../../../../src/engine/dialects/linux/index.js';
-import { errnoOf, typedKernel } from '../../../helpers.js';
+import { errnoOf, invariantsAfterEach, typedKernel } from '../../../helpers.js';
 
 type Kernel = AnyKernel<LinuxTypes>;
 
+const checked = invariantsAfterEach(t);
+
 function kernel(memoryLimit = 1 << 30): Kernel {
-  return typedKernel(new Engine({ dialect: 'linux', ncpus: 2, memoryLimit }).kernel('default'), linux);
+  return typedKernel(checked(new Engine({ dialect: 'linux', ncpus: 2, memoryLimit })).kernel('default'), linux);
 }
 
 function pcs(k: Kernel, tid: number, ...v: number[]) {
