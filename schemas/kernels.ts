@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Dialect, KernelName } from './common.js';
+import { MEMORY_CATEGORIES, type MemoryCategory } from '../src/engine/memory.js';
 
 export const KernelCreate = z
   .object({
@@ -42,11 +43,27 @@ export const KernelView = z.object({
   config: z.record(z.string(), z.boolean()).describe('build options in force'),
 });
 
+const CATEGORY_DOCS: Record<MemoryCategory, string> = {
+  areas: 'descriptor areas and NetBSD remote buffers',
+  sections: 'Linux remote-section areas (pooled) and per-CPU areas',
+  guards: 'KCOV_UNIQUE_ENABLE guard tables (24 bytes a distinct PC at most)',
+  remotes: 'remote registry entries',
+  threads: 'threads',
+  descriptors: 'open descriptors (their areas are under areas)',
+  waiters: 'long-poll and barrier waiters',
+  bodies: 'request bodies in flight',
+  snapshots: 'snapshot encodings being written',
+  other: 'charged without a category',
+};
+
 export const MemoryUse = z
   .object({
-    used: z.number().int().describe('bytes all areas of all kernels hold, charged against KCOV_MEMORY_LIMIT'),
+    used: z.number().int().describe('bytes charged against KCOV_MEMORY_LIMIT now: the sum of `by`'),
     limit: z.number().int().describe('KCOV_MEMORY_LIMIT in bytes; an allocation past it fails with ENOMEM'),
+    by: z
+      .object(Object.fromEntries(MEMORY_CATEGORIES.map((c) => [c, z.number().int().describe(CATEGORY_DOCS[c])])) as Record<MemoryCategory, z.ZodNumber>)
+      .describe('bytes charged, per category'),
   })
-  .describe('the memory budget every coverage area of every kernel is charged to');
+  .describe('the memory budget everything a client makes the service hold is charged to');
 
 export const KernelList = z.object({ kernels: z.array(KernelView), memory: MemoryUse });

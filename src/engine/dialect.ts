@@ -10,6 +10,7 @@
 import type { ErrnoName, DialectName } from './errno.js';
 import type { Cpu, DialectTypes, TraceTarget } from './model.js';
 import type { Kernel } from './kernel.js';
+import type { StateContext } from './kernel/registry.js';
 import type { Area, TraceMode } from './area.js';
 
 export interface IoctlContext<X extends DialectTypes = DialectTypes> {
@@ -55,7 +56,7 @@ export interface Dialect<X extends DialectTypes = DialectTypes> {
   readonly config?: Readonly<Record<string, boolean>>;
 
   /** The dialect's per-kernel state; the kernel calls it once, in its constructor, and holds the result. */
-  createState(): X['state'];
+  createState(ctx: StateContext): X['state'];
   /** A new thread (its dialect fields at their initial values). */
   newThread(tid: number, pid: number): X['thread'];
   /** open("/dev/kcov"). */

@@ -74,8 +74,11 @@ export function fail(errno: ErrnoName, detail: string): never {
  * it; uncaught it reads as ETIMEDOUT, a wait of zero that ran out.
  */
 export class WouldBlock extends KcovError {
-  constructor(detail: string) {
+  /** The remote whose sections it waits for (a retry is worth it only after that remote changes). */
+  readonly remote: string | undefined;
+  constructor(detail: string, remote?: string) {
     super('ETIMEDOUT', detail);
     this.name = 'WouldBlock';
+    this.remote = remote;
   }
 }

@@ -12,9 +12,11 @@ import type { Area, TraceMode } from './area.js';
 import type { Command, Dialect, DialectLimits, Mapping } from './dialect.js';
 import { fail } from './errno.js';
 import { applySegments, binarySegment, decodeJsonEvents, type EventResult, type Segment } from './events.js';
+import { COST } from './kernel/costs.js';
 import { GuardIndex } from './kernel/guards.js';
 import { KernelMemory, type AreaCategory } from './kernel/memory.js';
 import { ChangeNotifier } from './kernel/notify.js';
+import { RemoteRegistry } from './kernel/registry.js';
 import { RemoteCoverage } from './kernel/remotes.js';
 import type { MemoryBudget } from './memory.js';
 import { Cpu, type DialectTypes, type TraceTarget } from './model.js';
@@ -69,7 +71,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   /** Remote coverage: registry and sections. */
   readonly remotes: RemoteCoverage<X>;
   /** Change notification (long-poll, barriers). */
-  readonly changes = new ChangeNotifier();
+  readonly changes: ChangeNotifier;
   private readonly guards: GuardIndex;
 
   /** [K] open fds only; a closed descriptor held by a thread is not here. */
@@ -81,6 +83,8 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   private nextFd = 3;
   private readonly commandsByName = new Map<string, Command<X>>();
   private readonly commandsByNr = new Map<number, Command<X>>();
+  /** [K] threads created inside the current atomic() call, undone if it fails. */
+  private created: X['thread'][] | null = null;
 
   constructor(opts: KernelOptions<X>) {
     this.name = opts.name;
@@ -91,9 +95,13 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     this.caps = opts.caps ?? {};
     this.config = opts.config ?? opts.dialect.config ?? {};
     this.account = new KernelMemory(opts.budget);
-    this.guards = new GuardIndex(this.caps.maxGuards);
+    this.changes = new ChangeNotifier(this.account);
+    this.guards = new GuardIndex(this.caps.maxGuards, this.account);
     this.cpuList = Array.from({ length: opts.ncpus }, (_, i) => new Cpu<X>(i));
-    this.state = opts.dialect.createState();
+    const account = this.account;
+    const maxRemotes = this.caps.maxRemotes;
+    const name = this.name;
+    this.state = opts.dialect.createState({ registry: () => new RemoteRegistry(account, maxRemotes, name) });
     this.remotes = new RemoteCoverage(this);
     for (const c of opts.dialect.commands) {
       this.commandsByName.set(c.name, c);
@@ -136,14 +144,17 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   }
 
   open(tid?: number): X['descriptor'] {
-    if (tid !== undefined) this.ensureThread(tid);
-    const max = this.caps.maxDescriptors;
-    if (max !== undefined && this.fds.size >= max) {
-      fail('ENOMEM', `kernel "${this.name}" already has ${max} open descriptors (KCOV_MAX_DESCRIPTORS)`);
-    }
-    const d = this.dialect.open(this, this.nextFd++);
-    this.fds.set(d.fd, d);
-    return d;
+    return this.atomic(() => {
+      if (tid !== undefined) this.ensureThread(tid);
+      const max = this.caps.maxDescriptors;
+      if (max !== undefined && this.fds.size >= max) {
+        fail('ENOMEM', `kernel "${this.name}" already has ${max} open descriptors (KCOV_MAX_DESCRIPTORS)`);
+      }
+      this.account.charge(COST.descriptor, 'open of /dev/kcov', 'descriptors');
+      const d = this.dialect.open(this, this.nextFd++);
+      this.fds.set(d.fd, d);
+      return d;
+    });
   }
 
   descriptor(fd: number): X['descriptor'] {
@@ -164,7 +175,8 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
       this.fds.set(fd, d);
       throw e;
     }
-    this.changed();
+    this.account.release(COST.descriptor, 'descriptors');
+    this.changes.fdChanged(fd);
   }
 
   command(cmd: string): Command<X> | undefined {
@@ -180,9 +192,10 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     if (command === undefined) {
       fail(this.dialect.unknownCommand, `ioctl ${cmd}: not a ${this.dialect.name} kcov request`);
     }
-    const thread = this.ensureThread(tid);
-    const ret = command.run({ kernel: this, d, thread, arg });
-    this.changed();
+    const ret = this.atomic(() => command.run({ kernel: this, d, thread: this.ensureThread(tid), arg }));
+    // What the fd maps, or its count, may have changed.
+    if (d.area !== null) this.changes.touched(d.area.buffer);
+    this.changes.fdChanged(fd);
     return { ret, descriptor: d };
   }
 
@@ -198,7 +211,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     const m = this.mapping(d);
     m.trace.count = count;
     if (count > m.trace.capacity(1)) this.account.markCountWritten(m.trace);
-    this.changed();
+    this.changes.touched(m.trace.buffer);
     return m;
   }
 
@@ -207,7 +220,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     const m = this.mapping(d);
     if (m.bitmapWords > 0) m.area.u32.fill(0, 0, m.bitmapWords * 2);
     m.trace.count = 0;
-    this.changed();
+    this.changes.touched(m.trace.buffer);
   }
 
   // ---- threads --------------------------------------------------------------
@@ -217,15 +230,32 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     return this.tids;
   }
 
+  /**
+   * Run one request's changes: threads `fn` creates on sight are removed again
+   * when it throws (and nothing else holds them), so a failed request leaves
+   * no thread behind. Nested calls join the outer one.
+   */
+  atomic<T>(fn: () => T): T {
+    if (this.created !== null) return fn();
+    const created: X['thread'][] = [];
+    this.created = created;
+    try {
+      return fn();
+    } catch (e) {
+      for (let i = created.length - 1; i >= 0; i--) {
+        const t = created[i]!;
+        if (this.tids.get(t.tid) === t && t.idle) this.dropThread(t);
+      }
+      throw e;
+    } finally {
+      this.created = null;
+    }
+  }
+
   /** The thread `tid`, created as the only thread of process `tid` if new. */
   ensureThread(tid: number): X['thread'] {
-    let t = this.tids.get(tid);
-    if (t === undefined) {
-      this.roomForThread();
-      t = this.dialect.newThread(tid, tid);
-      this.tids.set(tid, t);
-    }
-    return t;
+    const t = this.tids.get(tid);
+    return t !== undefined ? t : this.addThread(tid, tid);
   }
 
   /** The thread `tid`, or ESRCH. */
@@ -235,7 +265,12 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     return t;
   }
 
-  /** fork/clone. An existing tid is returned as is when the request agrees with it. */
+  /**
+   * fork/clone. An existing tid is returned as is when the request agrees
+   * with it. A parent that does not exist yet is created first, as the only
+   * thread of its own process (API.md: the parent of a fork is the calling
+   * thread, and a tid not seen yet is such a thread).
+   */
   createThread(tid: number, pid?: number, parentTid?: number): { thread: X['thread']; created: boolean } {
     const existing = this.tids.get(tid);
     if (existing !== undefined) {
@@ -244,26 +279,41 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
       }
       return { thread: existing, created: false };
     }
-    const parent = parentTid === undefined ? undefined : this.findThread(parentTid);
-    this.roomForThread();
-    const t = this.dialect.newThread(tid, pid ?? tid);
-    if (parent !== undefined) this.dialect.fork(this, parent, t);
-    this.tids.set(tid, t);
-    return { thread: t, created: true };
+    if (parentTid === tid) fail('EINVAL', `thread ${tid} cannot be its own parent`);
+    return this.atomic(() => {
+      const parent = parentTid === undefined ? undefined : this.ensureThread(parentTid);
+      const t = this.addThread(tid, pid ?? tid, parent);
+      return { thread: t, created: true };
+    });
   }
 
   exitThread(tid: number): void {
     const t = this.findThread(tid);
+    const section = t.section;
     this.dialect.exit(this, t);
-    this.tids.delete(tid);
+    this.dropThread(t);
+    // A section it held is gone (a kr_barrier may go through now).
+    if (section !== null) this.changes.remoteChanged(section.remote);
     this.changed();
   }
 
-  private roomForThread(): void {
+  /** A new thread in the table, charged; `parent` forks it. */
+  private addThread(tid: number, pid: number, parent?: X['thread']): X['thread'] {
     const max = this.caps.maxThreads;
     if (max !== undefined && this.tids.size >= max) {
       fail('ENOMEM', `kernel "${this.name}" already has ${max} threads (KCOV_MAX_THREADS)`);
     }
+    this.account.charge(COST.thread, `thread ${tid}`, 'threads');
+    const t = this.dialect.newThread(tid, pid);
+    if (parent !== undefined) this.dialect.fork(this, parent, t);
+    this.tids.set(tid, t);
+    this.created?.push(t);
+    return t;
+  }
+
+  private dropThread(t: X['thread']): void {
+    this.tids.delete(t.tid);
+    this.account.release(COST.thread, 'threads');
   }
 
   // ---- CPUs -------------------------------------------------------------------
@@ -285,7 +335,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     return this.changes.watch(fn);
   }
 
-  /** Tell the waiters something changed. */
+  /** Tell the kernel-wide waiters something changed that no resource names. */
   changed(): void {
     this.changes.changed();
   }
@@ -299,13 +349,13 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   /** A binary batch executed by thread `tid`. Whole records or nothing. */
   eventsBinary(tid: number, kind: TraceMode, chunks: readonly Uint8Array[], length: number): EventResult {
     const seg = binarySegment(kind, chunks, length);
-    return this.apply(this.target(this.ensureThread(tid)), [seg]);
+    return this.atomic(() => this.apply(this.target(this.ensureThread(tid)), [seg]));
   }
 
   /** A JSON batch executed by thread `tid`, decoded whole before anything is written. */
   eventsJson(tid: number, body: Record<string, unknown>, order?: readonly string[]): EventResult {
     const segs = decodeJsonEvents(body, order);
-    return this.apply(this.target(this.ensureThread(tid)), segs);
+    return this.atomic(() => this.apply(this.target(this.ensureThread(tid)), segs));
   }
 
   apply(target: TraceTarget | null, segs: readonly Segment[]): EventResult {
@@ -313,7 +363,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     this.stats.accepted += r.accepted;
     this.stats.dropped += r.dropped;
     this.stats.ignored += r.ignored;
-    if (r.count !== null) this.changed();
+    if (r.count !== null && target !== null) this.changes.touched(target.area.buffer);
     return r;
   }
 

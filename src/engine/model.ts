@@ -138,6 +138,11 @@ export class Thread<X extends DialectTypes = DialectTypes> {
   extra(): ThreadExtra {
     return { handle: null, silenced: false, mode: this.kcov === null ? 'DISABLED' : 'TRACE' };
   }
+
+  /** Nothing refers to or from this thread but the tid table: removing it loses nothing. */
+  get idle(): boolean {
+    return this.kcov === null && this.trace === null && this.section === null;
+  }
 }
 
 /** Per-CPU state for remote sections in softirq/interrupt context. */

@@ -3,22 +3,23 @@
  * blocks: an operation that would (OpenBSD kr_barrier, waiting for remote
  * sections opened with POST /threads/{tid}/remote to close) throws WouldBlock
  * before changing anything. The route retries it after each change the kernel
- * reports (a section leaving, a thread exiting) until it goes through or the
+ * reports for that remote (a section leaving, a thread exiting) until it goes through or the
  * bound runs out, then answers ETIMEDOUT (409) with nothing changed.
  */
 import { KcovError, WouldBlock } from '../engine/errno.js';
 import type { Kernel } from '../engine/kernel.js';
+import { remoteKey } from '../engine/kernel/notify.js';
 
-/** Resolves at the kernel's next change or after `ms`, whichever is first. */
-function nextChange(kernel: Kernel, ms: number): Promise<void> {
+/** Resolves at the next change of the remote waited for (any change without one) or after `ms`. */
+function nextChange(kernel: Kernel, remote: string | undefined, ms: number): Promise<void> {
   return new Promise((resolve) => {
+    const unwatch = kernel.changes.watchOn(remote === undefined ? [] : [remoteKey(remote)], () => done());
     const done = () => {
       clearTimeout(timer);
       unwatch();
       resolve();
     };
     const timer = setTimeout(done, ms);
-    const unwatch = kernel.watch(done);
   });
 }
 
@@ -33,7 +34,7 @@ export async function waitOut<T>(kernel: Kernel, boundMs: number, op: () => T): 
       if (waited >= boundMs) {
         throw new KcovError('ETIMEDOUT', `${e.message}; still open after ${waited} ms (bound ${boundMs} ms), nothing changed`);
       }
-      await nextChange(kernel, boundMs - waited);
+      await nextChange(kernel, e.remote, boundMs - waited);
     }
   }
 }

@@ -1,11 +1,14 @@
 /**
- * Long-poll of a descriptor's coverage (?wait=MS&since=N): the engine only
- * says "something changed" (Kernel.watch); this waits for that with a bounded
+ * Long-poll of a descriptor's coverage (?wait=MS&since=N): the engine says
+ * when that descriptor or the buffer it maps changed (ChangeNotifier.watchOn,
+ * so an unrelated write wakes no poll); this waits for that with a bounded
  * timer, re-checks the count, and gives up at the deadline or when the app
- * closes (shutdown answers every poll at once with the area as it is).
+ * closes (shutdown answers every poll at once with the area as it is). Each
+ * waiting poll is charged to the memory budget (the kernel's 'waiters').
  */
 import type { Engine } from '../engine/engine.js';
 import type { Kernel } from '../engine/kernel.js';
+import { fdKey, type WatchKey } from '../engine/kernel/notify.js';
 
 export class LongPoll {
   /** [I] longest wait a request gets (KCOV_MAX_WAIT), whatever it asks. */
@@ -17,10 +20,13 @@ export class LongPoll {
     this.maxWait = maxWait;
   }
 
-  /** Resolves on the kernel's next change, after `ms`, on `gone` (client left) or at close. */
-  private once(kernel: Kernel, ms: number, gone: { once(ev: 'close', fn: () => void): unknown; off(ev: 'close', fn: () => void): unknown }): Promise<void> {
+  /** Resolves on the next change of `keys`, after `ms`, on `gone` (client left) or at close. */
+  private once(kernel: Kernel, keys: readonly WatchKey[], ms: number, gone: { once(ev: 'close', fn: () => void): unknown; off(ev: 'close', fn: () => void): unknown }): Promise<void> {
+    // Subscribing first: past the budget it throws (ENOMEM) before anything is set up.
+    const unwatch = kernel.changes.watchOn(keys, () => done());
+    let done = () => {};
     return new Promise((resolve) => {
-      const done = () => {
+      done = () => {
         clearTimeout(timer);
         unwatch();
         gone.off('close', done);
@@ -28,7 +34,6 @@ export class LongPoll {
         resolve();
       };
       const timer = setTimeout(done, ms);
-      const unwatch = kernel.watch(done);
       gone.once('close', done);
       this.pending.add(done);
     });
@@ -57,11 +62,12 @@ export class LongPoll {
     try {
       for (;;) {
         const k = engine.kernel(kernelName);
-        const count = k.mapping(k.descriptor(fd)).trace.count;
+        const trace = k.mapping(k.descriptor(fd)).trace;
+        const count = trace.count;
         since ??= count;
         const left = deadline - Date.now();
         if (count !== since || left <= 0 || this.closing || gaveUp) return;
-        await this.once(k, left, gone);
+        await this.once(k, [fdKey(fd), trace.buffer], left, gone);
       }
     } finally {
       gone.off('close', leave);

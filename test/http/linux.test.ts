@@ -125,10 +125,14 @@ t.test('threads: create with a parent, conflicts, listing', async (t) => {
   expectProblem(t, await c.thread(10, { pid: 3 }), 409, 'EEXIST');
   const child = await c.thread(11, { parent: 10, pid: 10 });
   t.equal(json(child).pid, 10);
-  expectProblem(t, await c.thread(12, { parent: 999 }), 404, 'ESRCH');
+  // API.md: a parent not seen yet is created, as the only thread of its own process.
+  const orphan = await c.thread(12, { parent: 999 });
+  t.equal(orphan.statusCode, 201);
+  t.equal(json(orphan).pid, 12, 'a fork without pid: a new process');
+  t.equal(json(await c.app.inject({ url: '/v1/kernels/default/threads/999' })).pid, 999);
   expectProblem(t, await c.thread(13, { bogus: 1 }), 400, 'EINVAL');
   const list = json(await c.app.inject({ url: '/v1/kernels/default/threads' }));
-  t.same(list.threads.map((x: { tid: number }) => x.tid), [10, 11]);
+  t.same(list.threads.map((x: { tid: number }) => x.tid).sort((a: number, b: number) => a - b), [10, 11, 12, 999]);
   expectProblem(t, await c.app.inject({ url: '/v1/kernels/default/threads/404' }), 404, 'ESRCH');
 });
 

@@ -2,6 +2,7 @@
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
 import { Client, expectProblem, json, makeApp, pcs } from '../helpers.js';
+import { COST } from '../../src/engine/kernel/costs.js';
 
 t.test('KCOV_MAX_DESCRIPTORS: the open past the cap is ENOMEM 507 and opens nothing', async (t) => {
   const app = await makeApp(t, { KCOV_MAX_DESCRIPTORS: '2' });
@@ -123,7 +124,8 @@ t.test('/metrics: records per kernel, areas, memory, bytes and latency per route
   t.match(m, /kcovd_records_total\{kernel="default",outcome="ignored"\} 1\n/);
   t.match(m, /kcovd_areas\{kernel="default"\} 1\n/);
   t.match(m, /kcovd_memory_bytes\{kernel="default"\} 32\n/);
-  t.match(m, /kcovd_memory_used_bytes 32\n/);
+  // The area, the descriptor and the two threads that ran (tids 1 and 2).
+  t.match(m, new RegExp(`kcovd_memory_used_bytes ${32 + COST.descriptor + 2 * COST.thread}\n`));
   t.match(m, /kcovd_http_request_bytes_total\{route="\/v1\/kernels\/:kernel\/threads\/:tid\/events"\} 48\n/);
   t.match(m, /kcovd_http_request_duration_seconds_count\{method="POST",route="\/v1\/kernels\/:kernel\/descriptors\/:fd\/ioctl\/:cmd",status="200"\} 2\n/);
   t.match(m, /kcovd_http_response_bytes_total\{route=/);

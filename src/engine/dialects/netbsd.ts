@@ -20,6 +20,7 @@ import { modeArg, objectArg, ulongArg } from '../args.js';
 import type { Command, Dialect, Mapping, RemoteSpec } from '../dialect.js';
 import { fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
+import type { RemoteRegistry, StateContext } from '../kernel/registry.js';
 import { Descriptor, Thread, type DialectState, type Section, type ThreadExtra, type TraceTarget } from '../model.js';
 import { parseU64 } from '../u64.js';
 
@@ -54,12 +55,20 @@ export class NetbsdThread extends Thread<NetbsdTypes> {
   override extra(): ThreadExtra {
     return { handle: null, silenced: this.silenced, mode: this.kcov === null ? 'DISABLED' : 'TRACE' };
   }
+
+  override get idle(): boolean {
+    return super.idle && this.lkcov === null && !this.silenced;
+  }
 }
 
 /** The remotes of one kernel (kcov_remote_register's list). */
 export class NetbsdState implements DialectState {
   /** [D] by "subsystem:id" in decimal. */
-  readonly remotes = new Map<string, NetbsdRemote>();
+  readonly remotes: RemoteRegistry<NetbsdRemote>;
+
+  constructor(ctx: StateContext) {
+    this.remotes = ctx.registry();
+  }
 
   *areas(): Iterable<Area> {
     for (const r of this.remotes.values()) if (r.area !== null) yield r.area;
@@ -337,8 +346,8 @@ export const netbsd: Dialect<NetbsdTypes> = {
   mmapErrno: 'ENOMEM',
   limits: (limit) => ({ minEntries: 2, maxEntries: maxEntries(limit) }),
 
-  createState() {
-    return new NetbsdState();
+  createState(ctx) {
+    return new NetbsdState(ctx);
   },
 
   newThread(tid, pid) {
@@ -406,8 +415,13 @@ export const netbsd: Dialect<NetbsdTypes> = {
     // kcov_remote_register panics on a duplicate; the route answers 200 instead.
     if (kernel.state.remotes.has(key)) return false;
     const r = new NetbsdRemote(key);
-    allocbuf(kernel, r, maxEntries(kernel.maxEntries), `kcov_remote_register ${key}`);
-    kernel.state.remotes.set(key, r);
+    kernel.state.remotes.add(key, r);
+    try {
+      allocbuf(kernel, r, maxEntries(kernel.maxEntries), `kcov_remote_register ${key}`);
+    } catch (e) {
+      kernel.state.remotes.delete(key);
+      throw e;
+    }
     return true;
   },
 

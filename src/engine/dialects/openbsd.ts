@@ -21,6 +21,7 @@ import { int32Arg, intModeArg, objectArg, ulongArg } from '../args.js';
 import type { Command, Dialect, Mapping, RemoteSpec } from '../dialect.js';
 import { WouldBlock, fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
+import type { RemoteRegistry, StateContext } from '../kernel/registry.js';
 import { Descriptor, Thread, type DialectState, type Section, type TraceTarget } from '../model.js';
 import { u64ToSafeNumber } from '../u64.js';
 
@@ -48,7 +49,11 @@ type ObsdKernel = Kernel<ObsdTypes>;
 /** The driver's globals of one kernel: kr_list. */
 export class ObsdKernelState implements DialectState {
   /** [D] registered remotes by "subsystem:id". */
-  readonly remotes = new Map<string, ObsdRemote>();
+  readonly remotes: RemoteRegistry<ObsdRemote>;
+
+  constructor(ctx: StateContext) {
+    this.remotes = ctx.registry();
+  }
 
   areas(): Iterable<Area> {
     return []; // a remote writes into its descriptor's buffer
@@ -130,6 +135,7 @@ function krBarrier(kernel: ObsdKernel, kr: ObsdRemote, what: string): void {
   throw new WouldBlock(
     `${what}: kr_barrier waits for ${kr.nsections} open section(s) of remote ${kr.key}` +
     (where.length > 0 ? ` (${where.join(', ')})` : ''),
+    kr.key,
   );
 }
 
@@ -171,7 +177,7 @@ function registerLocked(kernel: ObsdKernel, subsystem: number, id: number): Obsd
   const key = remoteKeyOf(subsystem, id);
   if (kernel.state.remotes.has(key)) return null;
   const kr: ObsdRemote = { key, subsystem, id, state: 'NONE', kd: null, nsections: 0 };
-  kernel.state.remotes.set(key, kr);
+  kernel.state.remotes.add(key, kr);
   return kr;
 }
 
@@ -300,8 +306,8 @@ export const openbsd: Dialect<ObsdTypes> = {
   mmapErrno: 'EINVAL',
   limits: (maxEntries) => ({ minEntries: 1, maxEntries: limit(maxEntries) }),
 
-  createState() {
-    return new ObsdKernelState();
+  createState(ctx) {
+    return new ObsdKernelState(ctx);
   },
 
   newThread(tid, pid) {
@@ -466,6 +472,7 @@ export const openbsd: Dialect<ObsdTypes> = {
     if (kr === undefined) return undefined;
     // "Stop writing to the coverage buffer associated with this CPU before copying its contents."
     const lost = kr.kd === null ? 0 : kdCopy(kr.kd, s.target!.area, s.target!.mode);
+    if (kr.kd !== null && kr.kd.area !== null) kernel.changes.touched(kr.kd.area.buffer);
     kr.nsections--;
     return { lost };
   },

@@ -1,31 +1,102 @@
 /**
  * KCOV_UNIQUE_ENABLE guard indices: each distinct PC gets a persistent index,
  * kernel-wide (init_pc_guard numbers guards from 1; bit 0 is never used).
+ *
+ * An open-addressing hash over typed arrays: a PC is two u32 halves in `keys`,
+ * its index in `vals` (0 = empty slot). 12 bytes a slot, at most half full, so
+ * 24 bytes per distinct PC at worst, all charged to the kernel's account as the
+ * table grows. A PC that finds no room (KCOV_MAX_GUARDS reached, or the budget
+ * refuses the growth) gets no guard: it is recorded and never de-duplicated,
+ * like a PC beyond the bitmap.
  */
+import type { KernelMemory } from './memory.js';
+
+/** Index of a PC that has no guard: beyond every bitmap. */
+export const NO_GUARD = Number.MAX_SAFE_INTEGER;
+/** Bytes of one slot: two key halves and an index. */
+export const GUARD_SLOT_BYTES = 12;
+const FIRST_SLOTS = 1024;
+
 export class GuardIndex {
-  private readonly map = new Map<string, number>();
   /** [I] distinct PCs that get a guard (KCOV_MAX_GUARDS); undefined: no cap. */
   private readonly max: number | undefined;
+  private readonly account: KernelMemory;
+  private keys = new Uint32Array(0);
+  private vals = new Uint32Array(0);
+  private mask = -1;
+  private count = 0;
 
-  constructor(max: number | undefined) {
+  constructor(max: number | undefined, account: KernelMemory) {
     this.max = max;
+    this.account = account;
   }
 
+  /** Distinct PCs with a guard. */
   get size(): number {
-    return this.map.size;
+    return this.count;
   }
 
-  /** Guard index of a PC, assigned on first sight; past the cap, one no bitmap holds. */
+  /** Bytes the table holds (charged as 'guards'). */
+  get bytes(): number {
+    return this.vals.length * GUARD_SLOT_BYTES;
+  }
+
+  /** Guard index of a PC, assigned on first sight; NO_GUARD when there is no room for one. */
   indexOf(lo: number, hi: number): number {
-    const key = hi * 0x1_0000_0000 + lo; // exact below 2^53; above, fall back to a string
-    const k = Number.isSafeInteger(key) ? String(key) : `${hi}:${lo}`;
-    let idx = this.map.get(k);
-    if (idx === undefined) {
-      // Past KCOV_MAX_GUARDS a PC gets no guard: like a PC beyond the bitmap, recorded and never de-duplicated.
-      if (this.max !== undefined && this.map.size >= this.max) return Number.MAX_SAFE_INTEGER;
-      idx = this.map.size + 1;
-      this.map.set(k, idx);
+    const vals = this.vals;
+    if (vals.length > 0) {
+      const keys = this.keys;
+      const mask = this.mask;
+      let i = hash(lo, hi) & mask;
+      for (;;) {
+        const v = vals[i]!;
+        if (v === 0) break;
+        if (keys[i * 2] === lo && keys[i * 2 + 1] === hi) return v;
+        i = (i + 1) & mask;
+      }
     }
+    // Past KCOV_MAX_GUARDS a PC gets no guard.
+    if (this.max !== undefined && this.count >= this.max) return NO_GUARD;
+    if ((this.count + 1) * 2 > this.vals.length && !this.grow()) return NO_GUARD;
+    const idx = ++this.count;
+    this.insert(lo, hi, idx);
     return idx;
   }
+
+  private insert(lo: number, hi: number, idx: number): void {
+    const mask = this.mask;
+    let i = hash(lo, hi) & mask;
+    while (this.vals[i] !== 0) i = (i + 1) & mask;
+    this.keys[i * 2] = lo >>> 0;
+    this.keys[i * 2 + 1] = hi >>> 0;
+    this.vals[i] = idx;
+  }
+
+  /** Double the table (charged first); false when the budget refuses. */
+  private grow(): boolean {
+    const slots = this.vals.length === 0 ? FIRST_SLOTS : this.vals.length * 2;
+    const added = (slots - this.vals.length) * GUARD_SLOT_BYTES;
+    try {
+      this.account.charge(added, `KCOV_UNIQUE_ENABLE guard table (${slots} slots)`, 'guards');
+    } catch {
+      return false;
+    }
+    const oldKeys = this.keys;
+    const oldVals = this.vals;
+    this.keys = new Uint32Array(slots * 2);
+    this.vals = new Uint32Array(slots);
+    this.mask = slots - 1;
+    for (let i = 0; i < oldVals.length; i++) {
+      const v = oldVals[i]!;
+      if (v !== 0) this.insert(oldKeys[i * 2]!, oldKeys[i * 2 + 1]!, v);
+    }
+    return true;
+  }
+}
+
+function hash(lo: number, hi: number): number {
+  let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
 }

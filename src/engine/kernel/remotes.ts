@@ -48,17 +48,15 @@ export class RemoteCoverage<X extends DialectTypes = DialectTypes> {
 
   /** The kernel side registers a remote; true when new. */
   register(spec: RemoteSpec): boolean {
+    // KCOV_MAX_REMOTES and the budget are the registry's (every dialect, every path).
     const key = this.key(spec);
-    const max = this.kernel.caps.maxRemotes;
-    if (max !== undefined && this.count >= max && !this.kernel.state.remotes.has(key)) {
-      fail('ENOMEM', `kernel "${this.kernel.name}" already has ${max} remotes (KCOV_MAX_REMOTES)`);
-    }
     return this.hook('registerRemote').call(this.kernel.dialect, this.kernel, key);
   }
 
   unregister(spec: RemoteSpec): void {
     const key = this.key(spec);
     this.hook('unregisterRemote').call(this.kernel.dialect, this.kernel, key);
+    this.kernel.changes.remoteChanged(key);
   }
 
   /** GET /remotes */
@@ -70,14 +68,18 @@ export class RemoteCoverage<X extends DialectTypes = DialectTypes> {
   /** POST /threads/{tid}/remote: a section stays open on the thread until DELETE. */
   enterThreadSection(tid: number, spec: RemoteSpec): X['thread'] {
     const key = this.key(spec);
-    const t = this.kernel.ensureThread(tid);
-    this.hook('enterSection').call(this.kernel.dialect, this.kernel, { context: 'task', thread: t }, key);
-    return t;
+    return this.kernel.atomic(() => {
+      const t = this.kernel.ensureThread(tid);
+      this.hook('enterSection').call(this.kernel.dialect, this.kernel, { context: 'task', thread: t }, key);
+      return t;
+    });
   }
 
   leaveThreadSection(tid: number): X['thread'] {
     const t = this.kernel.findThread(tid);
+    const section = t.section;
     this.hook('leaveSection').call(this.kernel.dialect, this.kernel, { context: 'task', thread: t });
+    if (section !== null) this.kernel.changes.remoteChanged(section.remote);
     this.kernel.changed();
     return t;
   }
@@ -87,6 +89,10 @@ export class RemoteCoverage<X extends DialectTypes = DialectTypes> {
    * events are decoded before the section starts, so a bad body changes nothing.
    */
   oneShot(spec: RemoteSpec, where: SectionWhere, decode: () => Segment[]): EventResult & SectionLeave {
+    return this.kernel.atomic(() => this.runOneShot(spec, where, decode));
+  }
+
+  private runOneShot(spec: RemoteSpec, where: SectionWhere, decode: () => Segment[]): EventResult & SectionLeave {
     const k = this.kernel;
     const key = this.key(spec);
     const enter = this.hook('enterSection');
@@ -121,8 +127,10 @@ export class RemoteCoverage<X extends DialectTypes = DialectTypes> {
 
   /** NetBSD kcov_silence_enter / _leave on thread `tid`. */
   silence(tid: number, on: boolean): X['thread'] {
-    const t = on ? this.kernel.ensureThread(tid) : this.kernel.findThread(tid);
-    this.hook('silence').call(this.kernel.dialect, this.kernel, t, on);
-    return t;
+    return this.kernel.atomic(() => {
+      const t = on ? this.kernel.ensureThread(tid) : this.kernel.findThread(tid);
+      this.hook('silence').call(this.kernel.dialect, this.kernel, t, on);
+      return t;
+    });
   }
 }

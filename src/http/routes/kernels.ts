@@ -14,7 +14,7 @@ export async function kernelRoutes(app: FastifyInstance, opts: { engine: Engine;
     schema: { tags: ['kernels'], summary: 'list kernels', response: { 200: KernelList } },
   }, async () => ({
     kernels: [...engine.kernels.values()].map(view),
-    memory: { used: engine.budget.used, limit: engine.budget.limit },
+    memory: { used: engine.budget.used, limit: engine.budget.limit, by: engine.budget.breakdown() },
   }));
 
   r.post('/v1/kernels', {

@@ -32,8 +32,8 @@ export const linux: Dialect<LinuxTypes> = {
   // What syzkaller's kernels build with; switch one off to mirror a kernel without it.
   config: { CONFIG_KCOV_ENABLE_COMPARISONS: true, CONFIG_KCOV_UNIQUE: true },
 
-  createState() {
-    return new LinuxState();
+  createState(ctx) {
+    return new LinuxState(ctx);
   },
 
   newThread(tid, pid) {

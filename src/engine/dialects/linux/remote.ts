@@ -82,7 +82,7 @@ function remoteAdd(kernel: LinuxKernel, d: LinuxDescriptor, key: string, common:
   if (other !== undefined) {
     fail('EEXIST', `KCOV_REMOTE_ENABLE: handle ${key} is already registered by fd ${other.d.fd}`);
   }
-  kernel.state.remotes.set(key, { handle: key, d, common });
+  kernel.state.remotes.add(key, { handle: key, d, common });
   if (common) d.commonHandle = key;
   else d.handles.push(key);
 }
@@ -301,6 +301,7 @@ export function leaveSection(kernel: LinuxKernel, site: SectionSite<LinuxTypes>)
   // KCOV_DISABLE could have been called between kcov_remote_start() and kcov_remote_stop().
   if (data.sequence === d.sequence && d.remote && d.area !== null) {
     moved = kcovMoveArea(traceMode(d), d.area, data.area);
+    if (moved > 0) kernel.changes.touched(d.area.buffer);
   }
   if (section.context === 'task') remoteAreaPut(kernel, data.area);
   kcovPut(kernel, d); // Get in kcov_remote_start().

@@ -16,6 +16,7 @@ import type { Area, TraceMode } from '../../area.js';
 import { modeArg } from '../../args.js';
 import { fail } from '../../errno.js';
 import type { Kernel } from '../../kernel.js';
+import type { RemoteRegistry, StateContext } from '../../kernel/registry.js';
 import { Descriptor, Thread, type DialectState, type Section, type ThreadExtra, type TraceTarget } from '../../model.js';
 import { formatU64 } from '../../u64.js';
 
@@ -107,6 +108,10 @@ export class LinuxThread extends Thread<LinuxTypes> {
       mode: this.kcovMode,
     };
   }
+
+  override get idle(): boolean {
+    return super.idle && this.handle === null && this.kcovMode === 'DISABLED' && !this.kcovSoftirq;
+  }
 }
 
 /** One registered handle: struct kcov_remote. */
@@ -141,9 +146,13 @@ export interface LinuxSection extends Section {
 /** The globals of kernel/kcov.c, per emulated kernel. */
 export class LinuxState implements DialectState {
   /** [D] kcov_remote_map: registered handles by canonical hex. */
-  readonly remotes = new Map<string, LinuxRemote>();
+  readonly remotes: RemoteRegistry<LinuxRemote>;
   /** [D] kcov_remote_areas: free task-context section areas by exact size (never freed, as in the kernel). */
   readonly pool = new Map<number, Area[]>();
+
+  constructor(ctx: StateContext) {
+    this.remotes = ctx.registry();
+  }
 
   *areas(): Iterable<Area> {
     for (const list of this.pool.values()) yield* list;

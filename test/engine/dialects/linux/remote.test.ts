@@ -8,6 +8,7 @@ import type { Kernel as AnyKernel } from '../../../../src/engine/kernel.js';
 import { KCOV_IRQ_AREA_SIZE, kcovMoveArea, linux, type LinuxDescriptor, type LinuxTypes } from '../../../../src/engine/dialects/linux/index.js';
 import { Area } from '../../../../src/engine/area.js';
 import { decodeJsonEvents } from '../../../../src/engine/events.js';
+import { COST } from '../../../../src/engine/kernel/costs.js';
 import { errnoOf, invariantsAfterEach, typedKernel } from '../../../helpers.js';
 
 type Kernel = AnyKernel<LinuxTypes>;
@@ -417,14 +418,13 @@ t.test('remote areas are charged to KCOV_MEMORY_LIMIT: ENOMEM changes nothing; k
   const fd = remoteFd(k, 1, 16, { handles: [USB1], area_size: 1024 }); // 8 KiB > limit
   const d = desc(k, fd);
   t.equal(errnoOf(() => k.remotes.enterThreadSection(2, { handle: USB1 })), 'ENOMEM');
-  t.equal(k.findThread(2).section, null);
-  t.equal(k.findThread(2).kcovMode, 'DISABLED');
+  t.notOk(k.threads.has(2), 'the failed request leaves no thread behind');
   t.equal(d.refs, 2, 'the section\'s reference is given back');
   t.equal(errnoOf(() => k.remotes.oneShot(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [1] }))), 'ENOMEM', 'per-CPU area too');
   t.equal(d.refs, 2);
   t.equal(k.cpus[0]!.section, null);
 
-  const k2 = kernel({ memoryLimit: 4096 });
+  const k2 = kernel({ memoryLimit: 4096 + 4 * COST.thread + COST.descriptor + COST.remote }); // room for the objects
   remoteFd(k2, 1, 16, { handles: [USB1], area_size: 300 }); // 2400 bytes: one fits, two do not
   section(k2, USB1, 2, [1]);
   const used = k2.memory;
@@ -432,6 +432,7 @@ t.test('remote areas are charged to KCOV_MEMORY_LIMIT: ENOMEM changes nothing; k
   t.equal(k2.memory, used, 'the pooled area is reused, not allocated again');
   k2.remotes.enterThreadSection(4, { handle: USB1 });
   t.equal(errnoOf(() => k2.remotes.enterThreadSection(5, { handle: USB1 })), 'ENOMEM', 'a second concurrent area does not fit');
+  t.notOk(k2.threads.has(5), 'nor does the thread of the failed request stay');
   k2.remotes.leaveThreadSection(4);
 });
 

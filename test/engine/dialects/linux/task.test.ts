@@ -6,6 +6,7 @@ import t from 'tap';
 import { Engine } from '../../../../src/engine/engine.js';
 import type { Kernel as AnyKernel } from '../../../../src/engine/kernel.js';
 import { linux, type LinuxTypes } from '../../../../src/engine/dialects/linux/index.js';
+import { COST } from '../../../../src/engine/kernel/costs.js';
 import { errnoOf, invariantsAfterEach, typedKernel } from '../../../helpers.js';
 
 type Kernel = AnyKernel<LinuxTypes>;
@@ -49,7 +50,7 @@ t.test('KCOV_INIT_TRACE: kcov_ioctl size checks, then EBUSY once initialised', a
 });
 
 t.test('KCOV_INIT_TRACE allocates before the mode check, so ENOMEM wins over EBUSY', async (t) => {
-  const k = kernel(1024);
+  const k = kernel(1024 + COST.descriptor + COST.thread);
   const d = k.open();
   k.ioctl(d.fd, 'KCOV_INIT_TRACE', 1, 64);
   t.equal(errnoOf(() => k.ioctl(d.fd, 'KCOV_INIT_TRACE', 1, 1024)), 'ENOMEM', 'vmalloc_user fails first');
@@ -199,7 +200,7 @@ t.test('kernel teardown releases every byte to the budget', async (t) => {
     k.ioctl(d.fd, 'KCOV_ENABLE', 10 + i, 0);
   }
   k.close(3);
-  t.equal(e.budget.used, 3 * 1024);
+  t.equal(e.budget.breakdown().areas, 3 * 1024);
   e.deleteKernel('x');
   t.equal(e.budget.used, 0);
 });
@@ -215,7 +216,11 @@ t.test('a fork child inherits the common handle, not the kcov (kcov_task_init)',
   const { thread: sibling } = k.createThread(3, 1, 1);
   t.equal(sibling.pid, 1, 'clone into the same process');
   t.equal(errnoOf(() => k.createThread(3, 7)), 'EEXIST', 'an existing tid in another process');
-  t.equal(errnoOf(() => k.createThread(4, undefined, 99)), 'ESRCH', 'unknown parent');
+  const { thread: orphan } = k.createThread(4, undefined, 99);
+  t.equal(k.findThread(99).pid, 99, 'an unknown parent is created first, as the only thread of its process (API.md)');
+  t.equal(orphan.handle, null, 'a fresh parent has no common handle to pass on');
+  t.equal(errnoOf(() => k.createThread(5, undefined, 5)), 'EINVAL', 'no thread is its own parent');
+  t.notOk(k.threads.has(5));
 });
 
 t.test('without CONFIG_KCOV_ENABLE_COMPARISONS, KCOV_TRACE_CMP is ENOTSUPP (kcov_get_mode), after the EBUSY check', async (t) => {
