@@ -194,8 +194,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     }
     const ret = this.atomic(() => command.run({ kernel: this, d, thread: this.ensureThread(tid), arg }));
     // What the fd maps, or its count, may have changed.
-    if (d.area !== null) this.changes.touched(d.area.buffer);
-    this.changes.fdChanged(fd);
+    this.changes.descriptorChanged(fd, d.area === null ? null : d.area.buffer);
     return { ret, descriptor: d };
   }
 

@@ -83,6 +83,15 @@ export class ChangeNotifier {
     this.wake(fdKey(fd));
   }
 
+  /** Descriptor `fd` and the buffer it had changed (an ioctl): each of their waiters runs once. */
+  descriptorChanged(fd: number, buffer: ArrayBuffer | null): void {
+    if (this.waiters === 0) return;
+    const fns = new Set(this.by.get(fdKey(fd)));
+    if (buffer !== null) for (const fn of this.by.get(buffer) ?? []) fns.add(fn);
+    for (const fn of fns) fn();
+    this.changed();
+  }
+
   /** The sections of remote `key` changed (one left, the remote went away). */
   remoteChanged(key: string): void {
     if (this.waiters === 0) return;
