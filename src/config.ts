@@ -1,6 +1,6 @@
 /** Settings from the environment (and flags), validated once at start-up. */
 import { availableParallelism } from 'node:os';
-import type { DialectName } from './engine/errno.js';
+import { DIALECT_NAMES, isDialectName, type DialectName } from './wire/names.js';
 
 export interface Config {
   port: number;
@@ -61,8 +61,6 @@ function int(v: string, name: string, min: number, max: number): number {
   return n;
 }
 
-const DIALECTS = ['linux', 'openbsd', 'netbsd', 'freebsd'];
-
 /** `--port 8080` style flags override the environment's `PORT=8080`. */
 function flagsToEnv(argv: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -82,12 +80,12 @@ function flagsToEnv(argv: readonly string[]): Record<string, string> {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly string[] = []): Config {
   const e = { ...env, ...flagsToEnv(argv) };
   const dialect = (e.KCOV_DIALECT ?? 'linux').toLowerCase();
-  if (!DIALECTS.includes(dialect)) throw new Error(`KCOV_DIALECT: "${dialect}" is not one of ${DIALECTS.join(', ')}`);
+  if (!isDialectName(dialect)) throw new Error(`KCOV_DIALECT: "${dialect}" is not one of ${DIALECT_NAMES.join(', ')}`);
   return {
     port: e.PORT === undefined ? 5268 : int(e.PORT, 'PORT', 0, 65535),
     host: e.HOST ?? '127.0.0.1',
     socket: e.KCOV_SOCKET === undefined || e.KCOV_SOCKET === '' ? undefined : e.KCOV_SOCKET,
-    dialect: dialect as DialectName,
+    dialect,
     ncpus: e.KCOV_NCPUS === undefined ? Math.min(availableParallelism(), 64) : int(e.KCOV_NCPUS, 'KCOV_NCPUS', 1, 1024),
     memoryLimit: e.KCOV_MEMORY_LIMIT === undefined ? 1024 ** 3 : parseSize(e.KCOV_MEMORY_LIMIT, 'KCOV_MEMORY_LIMIT'),
     token: e.KCOV_TOKEN === undefined || e.KCOV_TOKEN === '' ? undefined : e.KCOV_TOKEN,

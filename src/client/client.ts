@@ -7,10 +7,9 @@
 import { Pool, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import type {
-  CountReply, CoverageJson, DescriptorList, DescriptorView, EventReply, IoctlBody, IoctlReply, JsonEvents, KernelCreate,
+  CountReply, CoverageJson, CpuList, CpuView, DescriptorList, DescriptorView, EventReply, IoctlBody, IoctlReply, JsonEvents, KernelCreate,
   KernelList, KernelView, RemoteEventsQuery, RemoteList, RemoteRegistered, SectionBody, ThreadList, ThreadPut, ThreadView,
 } from '../../schemas/index.js';
-import type { CpuView } from '../http/routes/cpus.js';
 import { EventBatcher, type BatcherOptions } from './batcher.js';
 import { KcovdError } from './errors.js';
 import { CoverageSnapshot } from './snapshot.js';
@@ -379,7 +378,7 @@ export class KernelClient {
   // cpus
 
   async cpus(): Promise<Cpu[]> {
-    return (await this.client.json<{ cpus: Cpu[] }>({ method: 'GET', path: `${this.base}/cpus` })).cpus;
+    return (await this.client.json<z.output<typeof CpuList>>({ method: 'GET', path: `${this.base}/cpus` })).cpus;
   }
 
   cpu(n: number): Promise<Cpu> {

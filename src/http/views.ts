@@ -2,7 +2,7 @@
 import { strideOf } from '../engine/area.js';
 import type { Kernel } from '../engine/kernel.js';
 import type { Descriptor, Section, Thread } from '../engine/model.js';
-import { formatU64 } from '../engine/u64.js';
+import { formatU64 } from '../wire/u64.js';
 
 export function kernelView(k: Kernel, boot: string) {
   const lim = k.dialect.limits(k);

@@ -29,11 +29,12 @@ import type { Command, Dialect, RemoteSpec, SectionLeave, SectionSite } from '..
 import { fail } from '../errno.js';
 import type { Cpu, Kernel } from '../kernel.js';
 import type { Section, Thread, TraceTarget } from '../model.js';
-import { formatU64, parseU64 } from '../u64.js';
+import { formatU64, parseU64 } from '../../wire/u64.js';
 import {
   LINUX_COMMANDS, LINUX_MODES, checkEnable, getMode, kcovDisable, kcovPut, kcovStart, kcovStop, linux, setLinuxRemoteHooks, taskMode,
   type LinuxDescriptor, type LinuxTaskMode,
 } from './linux.js';
+import { ioctl } from '../../wire/ioctls.js';
 
 /** KCOV_REMOTE_MAX_HANDLES */
 export const KCOV_REMOTE_MAX_HANDLES = 0x100;
@@ -201,9 +202,7 @@ function decodeRemoteArg(raw: unknown): RemoteArg {
 }
 
 export const KCOV_REMOTE_ENABLE: Command = {
-  name: 'KCOV_REMOTE_ENABLE',
-  nr: 0x40186366,
-  argDoc: '{"trace_mode": 0|1|"pc"|"cmp", "area_size": words, "handles": ["0x0100000000000001"], "common_handle": "0x2a"}',
+  ...ioctl('linux', 'KCOV_REMOTE_ENABLE'),
   run(ctx) {
     const { kernel } = ctx;
     const d = ctx.d as LinuxDescriptor;

@@ -15,6 +15,7 @@ import type { Command, Dialect, IoctlContext, Mapping } from '../dialect.js';
 import { fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
 import { Descriptor, type Thread, type TraceTarget } from '../model.js';
+import { DIALECT_WIRE, ioctl } from '../../wire/ioctls.js';
 
 /** enum kcov_mode, kcov->mode side. */
 export type LinuxMode = 'DISABLED' | 'INIT' | 'TRACE_PC' | 'TRACE_CMP' | 'UNIQUE_PC';
@@ -24,8 +25,8 @@ export type LinuxTaskMode = 'DISABLED' | 'TRACE_PC' | 'TRACE_CMP' | 'REMOTE' | '
 const INT_MAX = 0x7fffffff;
 /** KCOV_INIT_TRACE: `size > INT_MAX / sizeof(unsigned long)` is EINVAL. */
 export const LINUX_MAX_WORDS = Math.floor(INT_MAX / 8);
-export const KCOV_TRACE_PC = 0;
-export const KCOV_TRACE_CMP = 1;
+export const KCOV_TRACE_PC: number = DIALECT_WIRE.linux.modes.pc;
+export const KCOV_TRACE_CMP: number = DIALECT_WIRE.linux.modes.cmp;
 
 export class LinuxDescriptor extends Descriptor {
   /** [D] kcov->mode */
@@ -160,7 +161,7 @@ export function getMode(arg: unknown, kernel: Kernel): LinuxMode {
   fail('EINVAL', `trace mode ${String(arg)} is neither KCOV_TRACE_PC (0) nor KCOV_TRACE_CMP (1)`);
 }
 
-export const LINUX_MODES = { pc: KCOV_TRACE_PC, cmp: KCOV_TRACE_CMP } as const;
+export const LINUX_MODES = DIALECT_WIRE.linux.modes;
 
 /** The checks KCOV_ENABLE, KCOV_REMOTE_ENABLE and KCOV_UNIQUE_ENABLE share, in the kernel's order. */
 export function checkEnable(d: LinuxDescriptor, t: Thread, what: string): void {
@@ -176,9 +177,7 @@ export function checkEnable(d: LinuxDescriptor, t: Thread, what: string): void {
 
 export const LINUX_COMMANDS: Command[] = [
   {
-    name: 'KCOV_INIT_TRACE',
-    nr: 0x80086301,
-    argDoc: 'size of the area in words (unsigned long, by value); 2 .. INT_MAX/8',
+    ...ioctl('linux', 'KCOV_INIT_TRACE'),
     run(ctx) {
       const d = linuxDescriptor(ctx);
       const size = ulongArg(ctx.arg, 'KCOV_INIT_TRACE size');
@@ -197,9 +196,7 @@ export const LINUX_COMMANDS: Command[] = [
     },
   },
   {
-    name: 'KCOV_ENABLE',
-    nr: 0x6364,
-    argDoc: 'trace mode by value: KCOV_TRACE_PC (0) or KCOV_TRACE_CMP (1), or "pc" / "cmp"',
+    ...ioctl('linux', 'KCOV_ENABLE'),
     run(ctx) {
       const d = linuxDescriptor(ctx);
       checkEnable(d, ctx.thread, 'KCOV_ENABLE');
@@ -214,9 +211,7 @@ export const LINUX_COMMANDS: Command[] = [
     },
   },
   {
-    name: 'KCOV_DISABLE',
-    nr: 0x6365,
-    argDoc: 'must be 0',
+    ...ioctl('linux', 'KCOV_DISABLE'),
     run(ctx) {
       const d = linuxDescriptor(ctx);
       const unused = ulongArg(ctx.arg, 'KCOV_DISABLE argument');
@@ -232,9 +227,7 @@ export const LINUX_COMMANDS: Command[] = [
     },
   },
   {
-    name: 'KCOV_UNIQUE_ENABLE',
-    nr: 0x40086367,
-    argDoc: 'bitmap words at the start of the area (unsigned long, by value); 1 .. size-2',
+    ...ioctl('linux', 'KCOV_UNIQUE_ENABLE'),
     run(ctx) {
       // kcov_ioctl_locked without CONFIG_KCOV_UNIQUE: -ENOTSUPP before anything else.
       if (ctx.kernel.config.CONFIG_KCOV_UNIQUE === false) {
@@ -268,9 +261,7 @@ export const LINUX_COMMANDS: Command[] = [
     },
   },
   {
-    name: 'KCOV_RESET_TRACE',
-    nr: 0x6368,
-    argDoc: 'must be 0',
+    ...ioctl('linux', 'KCOV_RESET_TRACE'),
     run(ctx) {
       const d = linuxDescriptor(ctx);
       const unused = ulongArg(ctx.arg, 'KCOV_RESET_TRACE argument');
@@ -299,7 +290,7 @@ export function resetTrace(d: LinuxDescriptor): void {
 export const linux: Dialect = {
   name: 'linux',
   commands: LINUX_COMMANDS,
-  unknownCommand: 'ENOTTY',
+  unknownCommand: DIALECT_WIRE.linux.unknownIoctl,
   mmapErrno: 'EINVAL',
   modes: LINUX_MODES,
   limits: (kernel) => ({ minEntries: 2, maxEntries: Math.min(LINUX_MAX_WORDS, kernel.maxEntries ?? LINUX_MAX_WORDS) }),
