@@ -1,23 +1,61 @@
-/** Rewrites the generated parts of docs/ (npm run docs): the configuration table from src/config.ts SETTINGS. */
-import { readFileSync, writeFileSync } from 'node:fs';
+/**
+ * The generated parts of docs/ (npm run docs rewrites them; test/docs.test.ts fails when a page
+ * drifts): the configuration table from src/config.ts SETTINGS and each dialect's ioctl table
+ * from src/wire/ioctls.ts. A part sits between `<!-- generated: NAME -->` and `<!-- end generated -->`.
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { settingsTable } from '../src/config.js';
+import { DIALECT_WIRE, hexNr } from '../src/wire/ioctls.js';
+import { DIALECT_NAMES, type DialectName } from '../src/wire/names.js';
 
-const DOCS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs');
-const BEGIN = '<!-- settings: generated from src/config.ts by npm run docs -->\n';
-const END = '<!-- settings end -->';
+export const DOCS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs');
 
-/** The page with the text between the markers replaced. */
-export function withSettings(page: string): string {
-  const a = page.indexOf(BEGIN);
-  const b = page.indexOf(END);
-  if (a < 0 || b < a) throw new Error(`docs/configuration.md has no "${BEGIN.trim()}" … "${END}" markers`);
-  return page.slice(0, a + BEGIN.length) + settingsTable() + page.slice(b);
+function ioctlTable(d: DialectName): string {
+  const w = DIALECT_WIRE[d];
+  const rows = w.ioctls.map((c) => `| \`${c.name}\` | \`${hexNr(c.nr)}\` | \`${c.macro}\` | ${c.arg === 'none' ? 'none' : c.doc.replaceAll('|', '\\|')} |`);
+  return [
+    `Requests of \`${w.header}\` (\`${w.device}\`), in the driver's order; \`{cmd}\` takes the name or the number. ` +
+      `Mode names: ${Object.entries(w.modes).map(([n, v]) => `\`"${n}"\` = ${v}`).join(', ')}. Unknown requests: ${w.unknownIoctl}.`,
+    '',
+    '| ioctl | request (LP64) | header | argument |',
+    '|---|---|---|---|',
+    ...rows,
+  ].join('\n') + '\n';
+}
+
+/** Every generated part by name. */
+export function generated(): Record<string, string> {
+  const out: Record<string, string> = { settings: settingsTable() };
+  for (const d of DIALECT_NAMES) out[`ioctls-${d}`] = ioctlTable(d);
+  return out;
+}
+
+const PART_RE = /(<!-- generated: ([\w-]+) -->\n)[\s\S]*?(<!-- end generated -->)/g;
+
+/** The page with each generated part rewritten; throws on a part nobody generates. */
+export function regenerate(page: string, parts = generated()): string {
+  return page.replace(PART_RE, (_m, open: string, name: string, close: string) => {
+    const text = parts[name];
+    if (text === undefined) throw new Error(`no generated part "${name}"`);
+    return open + text + close;
+  });
+}
+
+/** The names of the parts a page holds. */
+export function partsOf(page: string): string[] {
+  return [...page.matchAll(PART_RE)].map((m) => m[2]!);
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const path = join(DOCS, 'configuration.md');
-  writeFileSync(path, withSettings(readFileSync(path, 'utf8')));
-  process.stdout.write(`wrote ${path}\n`);
+  for (const f of readdirSync(DOCS).filter((f) => f.endsWith('.md'))) {
+    const path = join(DOCS, f);
+    const page = readFileSync(path, 'utf8');
+    const next = regenerate(page);
+    if (next !== page) {
+      writeFileSync(path, next);
+      process.stdout.write(`wrote ${path}\n`);
+    }
+  }
 }
