@@ -1,14 +1,17 @@
 /**
  * The generated parts of docs/ (npm run docs rewrites them; test/docs.test.ts fails when a page
- * drifts): the configuration table from src/config.ts SETTINGS and each dialect's ioctl table
- * from src/wire/ioctls.ts. A part sits between `<!-- generated: NAME -->` and `<!-- end generated -->`.
+ * drifts): the configuration table from src/config.ts SETTINGS, each dialect's ioctl table
+ * from src/wire/ioctls.ts, and the errno table from src/wire/names.ts with the engine's numbers
+ * and the contract's statuses. A part sits between `<!-- generated: NAME -->` and `<!-- end generated -->`.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { settingsTable } from '../src/config.js';
+import { errnoCode, strerror } from '../src/engine/errno.js';
+import { statusOf } from '../src/http/problem.js';
 import { DIALECT_WIRE, hexNr } from '../src/wire/ioctls.js';
-import { DIALECT_NAMES, type DialectName } from '../src/wire/names.js';
+import { DIALECT_NAMES, ERRNO_NAMES, type DialectName } from '../src/wire/names.js';
 
 export const DOCS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs');
 
@@ -25,9 +28,15 @@ function ioctlTable(d: DialectName): string {
   ].join('\n') + '\n';
 }
 
+/** Each errno with its message, its number per dialect and the status the contract gives it. */
+function errnoTable(): string {
+  const rows = ERRNO_NAMES.map((e) => `| \`${e}\` | ${strerror(e)} | ${errnoCode(e, 'linux')} | ${errnoCode(e, 'openbsd')} | ${statusOf(e)} |`);
+  return ['| errno | strerror | `code` on Linux | `code` on the BSDs | HTTP status |', '|---|---|---:|---:|---:|', ...rows].join('\n') + '\n';
+}
+
 /** Every generated part by name. */
 export function generated(): Record<string, string> {
-  const out: Record<string, string> = { settings: settingsTable() };
+  const out: Record<string, string> = { settings: settingsTable(), errnos: errnoTable() };
   for (const d of DIALECT_NAMES) out[`ioctls-${d}`] = ioctlTable(d);
   return out;
 }

@@ -254,3 +254,18 @@ function fnv(s: string): string {
   }
   return h.toString(16);
 }
+
+t.test('ioctl names are typed per dialect, from the wire table', async (t) => {
+  const { url } = await listenApp(t);
+  const client = new KcovdClient({ url, connections: 1 });
+  t.teardown(() => client.close());
+  await client.createKernel({ name: 'obsd', dialect: 'openbsd' });
+  const k = client.kernel<'openbsd'>('obsd');
+  const { fd } = await k.open(1);
+  await k.ioctl(fd, 'KIOSETBUFSIZE', 1, 64);
+  // @ts-expect-error KCOV_ENABLE is a Linux name; an OpenBSD kernel's client does not take it
+  const wrong = await k.ioctl(fd, 'KCOV_ENABLE', 1, 'pc').then(() => null, (e: unknown) => e as KcovdError);
+  t.equal(wrong?.errno, 'ENOTTY', 'and the kernel would refuse it (kcovioctl: unknown request)');
+  const r = await k.ioctl(fd, '0x80044b02', 1, 'pc');
+  t.equal(r.descriptor.state, 'TRACE', 'a request number in hex is always accepted');
+});
