@@ -73,13 +73,13 @@ async function run(block: Block, address: string): Promise<string> {
   const env: Record<string, string | undefined> = { ...process.env, PATH: `${bin}:${process.env.PATH}`, KCOV_TOKEN: '', KCOVD_URL: address };
   delete env.NODE_OPTIONS;
   if (block.lang === 'sh') {
-    const { stdout } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', code], { encoding: 'utf8', timeout: 30_000, env, cwd: ROOT });
+    const { stdout } = await promisify(execFile)('bash', ['-euo', 'pipefail', '-c', code], { encoding: 'utf8', timeout: 60_000, env, cwd: ROOT });
     return stdout;
   }
   mkdirSync(jsDir, { recursive: true });
   const file = join(jsDir, `${block.page.replace(/\W/g, '_')}_${block.line}.mjs`);
   writeFileSync(file, code);
-  const { stdout } = await promisify(execFile)(process.execPath, [file], { encoding: 'utf8', timeout: 30_000, env, cwd: ROOT });
+  const { stdout } = await promisify(execFile)(process.execPath, [file], { encoding: 'utf8', timeout: 60_000, env, cwd: ROOT });
   return stdout;
 }
 
@@ -98,8 +98,8 @@ t.test('every block runs as written, twice, each on a server where the others al
       try {
         out = await run(b, url);
       } catch (err) {
-        const e = err as { stdout?: string; stderr?: string; message: string };
-        t.fail(`${b.page}:${b.line} (round ${round}) failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+        const e = err as { stdout?: string; stderr?: string; message: string; killed?: boolean };
+        t.fail(`${b.page}:${b.line} (round ${round}) failed${e.killed === true ? ' (timed out)' : ''}: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
         continue;
       }
       const gap = missing(b.expects, out);
