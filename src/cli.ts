@@ -14,7 +14,7 @@ import { BinaryBatcher, sniff, TextBatcher, type InputFormat } from './cli/input
 import { Progress } from './cli/progress.js';
 import { loadConfig, SETTINGS } from './config.js';
 import { DIALECT_WIRE, hexNr } from './wire/ioctls.js';
-import { DIALECT_NAMES } from './wire/names.js';
+import { DIALECT_NAMES, isDialectName } from './wire/names.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | undefined>;
@@ -153,8 +153,10 @@ ${wrap(SETTINGS.map((s) => s.env).join(', '), 80)}`,
     async run(ctx) {
       const v = ctx.values;
       if (v.dialect === undefined) throw new UsageError('--dialect is required');
+      const dialect = v.dialect as string;
+      if (!isDialectName(dialect)) throw new UsageError(`--dialect: one of ${DIALECT_NAMES.join(', ')}`);
       const k = await ctx.client.createKernel({
-        dialect: v.dialect as 'linux',
+        dialect,
         ...(v.name !== undefined ? { name: v.name as string } : {}),
         ...(v.ncpus !== undefined ? { ncpus: intArg(v.ncpus as string, '--ncpus') } : {}),
         ...(v['max-entries'] !== undefined ? { max_entries: intArg(v['max-entries'] as string, '--max-entries') } : {}),

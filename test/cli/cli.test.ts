@@ -232,6 +232,9 @@ t.test('global options go before or after the command (issue #15: `kcovd -k NAME
   t.match(bad.stderr, /unknown option "--bogus"/);
   const none = await kcovd(['-k', 'obsd'], { url });
   t.equal(none.code, 2, 'options but no command');
+  const plan9 = await kcovd(['create-kernel', '--dialect', 'plan9'], { url });
+  t.equal(plan9.code, 2, 'a dialect that is not in the list is a usage error');
+  t.match(plan9.stderr, /--dialect: one of linux, openbsd, netbsd, freebsd/);
   const serve = await kcovd(['--json', 'serve']);
   t.equal(serve.code, 2, 'client options do not go to serve');
   t.match(serve.stderr, /--json is an option of the client commands/);
