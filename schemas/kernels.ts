@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Dialect, KernelName } from './common.js';
-import { MEMORY_CATEGORIES, type MemoryCategory } from '../src/engine/memory.js';
+import { MEMORY_CATEGORIES, type MemoryCategory } from '../src/wire/names.js';
 
 export const KernelCreate = z
   .object({

@@ -1,15 +1,8 @@
+import { MEMORY_CATEGORIES, type MemoryCategory } from '../wire/names.js';
 import { fail } from './errno.js';
 
-/**
- * What the budget is spent on. The engine charges the first seven through a
- * kernel's account (KernelMemory); the HTTP layer charges request bodies in
- * flight and snapshot encodings directly. `other` is whatever was charged
- * without a category.
- */
-export const MEMORY_CATEGORIES = [
-  'areas', 'sections', 'guards', 'remotes', 'threads', 'descriptors', 'waiters', 'bodies', 'snapshots', 'other',
-] as const;
-export type MemoryCategory = (typeof MEMORY_CATEGORIES)[number];
+// The categories are the wire's (GET /v1/kernels shows them); a kernel's account charges the first seven.
+export { MEMORY_CATEGORIES, type MemoryCategory } from '../wire/names.js';
 
 /** Categories a kernel's own account holds (the invariant checker sums them over kernels). */
 export const KERNEL_CATEGORIES = ['areas', 'sections', 'guards', 'remotes', 'threads', 'descriptors', 'waiters'] as const satisfies readonly MemoryCategory[];

@@ -25,3 +25,14 @@ export const KERNEL_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** Reply header naming this start of the service; `if-kcovd-boot` sends it back (412 ESTALE when it changed). */
 export const BOOT_HEADER = 'kcovd-boot';
 export const IF_BOOT_HEADER = 'if-kcovd-boot';
+
+/**
+ * What the memory budget (KCOV_MEMORY_LIMIT) is spent on, as GET /v1/kernels
+ * shows it in `memory.by`. The engine charges the first seven; the HTTP layer
+ * charges request bodies in flight and snapshot encodings; `other` is whatever
+ * was charged without a category.
+ */
+export const MEMORY_CATEGORIES = [
+  'areas', 'sections', 'guards', 'remotes', 'threads', 'descriptors', 'waiters', 'bodies', 'snapshots', 'other',
+] as const;
+export type MemoryCategory = (typeof MEMORY_CATEGORIES)[number];
