@@ -5,11 +5,11 @@
  *   task.ts    the ioctls of a task tracing itself
  *   remote.ts  KCOV_REMOTE_ENABLE, kcov_remote_start/stop, kcov_move_area
  */
-import { DIALECT_WIRE } from '../../../wire/ioctls.js';
 import type { Command, Dialect, Mapping } from '../../dialect.js';
 import { KCOV_REMOTE_ENABLE, enterSection, leaveOnExit, leaveSection, remoteKey, remotesView } from './remote.js';
 import { LINUX_MAX_WORDS, LinuxDescriptor, LinuxState, LinuxThread, kcovDisable, kcovPut, type LinuxTypes } from './shared.js';
 import { KCOV_DISABLE, KCOV_ENABLE, KCOV_INIT_TRACE, KCOV_RESET_TRACE, KCOV_UNIQUE_ENABLE } from './task.js';
+import { DIALECT_WIRE } from '../../../wire/ioctls.js';
 
 export { KCOV_IRQ_AREA_SIZE, KCOV_REMOTE_MAX_HANDLES, kcovCheckHandle, kcovMoveArea } from './remote.js';
 export { LINUX_MAX_WORDS, LinuxDescriptor, LinuxState, LinuxThread, type LinuxTypes } from './shared.js';

@@ -29,11 +29,11 @@ import type { Command, RemoteSpec, SectionLeave, SectionSite } from '../../diale
 import { fail } from '../../errno.js';
 import type { Cpu, TraceTarget } from '../../model.js';
 import { formatU64, parseU64 } from '../../../wire/u64.js';
+import { ioctl } from '../../../wire/ioctls.js';
 import {
   LINUX_MODES, checkEnable, getMode, kcovDisable, kcovPut, kcovStart, kcovStop,
   type LinuxDescriptor, type LinuxKernel, type LinuxSection, type LinuxTaskMode, type LinuxThread, type LinuxTypes, type SavedTask,
 } from './shared.js';
-import { ioctl } from '../../../wire/ioctls.js';
 
 /** KCOV_REMOTE_MAX_HANDLES */
 export const KCOV_REMOTE_MAX_HANDLES = 0x100;

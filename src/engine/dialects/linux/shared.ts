@@ -17,8 +17,8 @@ import { modeArg } from '../../args.js';
 import { fail } from '../../errno.js';
 import type { Kernel } from '../../kernel.js';
 import { Descriptor, Thread, type DialectState, type Section, type ThreadExtra, type TraceTarget } from '../../model.js';
-import { DIALECT_WIRE } from '../../../wire/ioctls.js';
 import { formatU64 } from '../../../wire/u64.js';
+import { DIALECT_WIRE } from '../../../wire/ioctls.js';
 
 /** Linux's types. */
 export interface LinuxTypes {

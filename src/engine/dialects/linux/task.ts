@@ -7,8 +7,8 @@ import { ulongArg } from '../../args.js';
 import type { Command } from '../../dialect.js';
 import { fail } from '../../errno.js';
 import type { TraceTarget } from '../../model.js';
-import { ioctl } from '../../../wire/ioctls.js';
 import { LINUX_MAX_WORDS, checkEnable, getMode, kcovDisable, kcovPut, kcovStart, type LinuxDescriptor, type LinuxTypes } from './shared.js';
+import { ioctl } from '../../../wire/ioctls.js';
 
 type LinuxCommand = Command<LinuxTypes>;
 
