@@ -1,6 +1,6 @@
 /** GET .../coverage in its three encodings, ranges, reset, and PUT .../coverage/count. */
 import t from 'tap';
-import { Client, expectProblem, json, makeApp, pcs } from '../helpers.js';
+import { Client, expectProblem, json, makeApp, pcs } from '#test/helpers.js';
 
 async function filled(t: Parameters<typeof makeApp>[0]) {
   const c = new Client(await makeApp(t));

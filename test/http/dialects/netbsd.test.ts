@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { Client, expectProblem, json, makeApp } from '../helpers.js';
+import { Client, expectProblem, json, makeApp } from '#test/helpers.js';
 
 const PAGE_SIZE = 4096;
 /** common_head_raw: KCOV_IOC_SETBUFSIZE of one page of entries. */

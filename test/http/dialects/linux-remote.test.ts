@@ -1,6 +1,6 @@
 /** Linux remote coverage over HTTP: the routes around kernel/kcov.c's remote code. */
 import t from 'tap';
-import { Client, expectProblem, json, makeApp } from '../helpers.js';
+import { Client, expectProblem, json, makeApp } from '#test/helpers.js';
 
 const USB1 = '0x0100000000000001';
 const COMMON = '0x000000000000002a';

@@ -1,7 +1,7 @@
 /** POST .../threads/{tid}/events: binary and JSON batches, and what is refused. */
 import t from 'tap';
 import { Readable } from 'node:stream';
-import { Client, cmps, expectProblem, json, makeApp, pcs } from '../helpers.js';
+import { Client, cmps, expectProblem, json, makeApp, pcs } from '#test/helpers.js';
 
 async function enabled(t: Parameters<typeof makeApp>[0], words: number, mode: 0 | 1, env: Record<string, string> = {}) {
   const c = new Client(await makeApp(t, env));

@@ -8,7 +8,7 @@
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { request } from 'undici';
-import { Client, cmps, expectProblem, json, makeApp, pcs } from '../helpers.js';
+import { Client, cmps, expectProblem, json, makeApp, pcs } from '#test/helpers.js';
 
 async function traced(c: Client, tid: number, words: number, mode: 'pc' | 'cmp' = 'pc'): Promise<number> {
   const fd = await c.open(tid);

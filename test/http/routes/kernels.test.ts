@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Client, expectProblem, json, makeApp } from '../helpers.js';
+import { Client, expectProblem, json, makeApp } from '#test/helpers.js';
 
 t.test('the default kernel exists at start with the configured dialect', async (t) => {
   const app = await makeApp(t);

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { Client, cmps, expectProblem, json, makeApp, pcs } from '../helpers.js';
+import { Client, cmps, expectProblem, json, makeApp, pcs } from '#test/helpers.js';
 
 const MAIN = 100;
 const PAGE_ENTRIES = 4096 / 8;

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { request } from 'undici';
-import { SnapshotPool } from '../../src/http/codecs/snapshot-pool.js';
-import { Client, makeApp, pcs } from '../helpers.js';
+import { SnapshotPool } from '#src/http/codecs/snapshot-pool.js';
+import { Client, makeApp, pcs } from '#test/helpers.js';
 
 t.test('the pool hands out copies and reuses only released buffers of the same size', async (t) => {
   const pool = new SnapshotPool(16, 64);

@@ -1,6 +1,6 @@
 /** Linux ioctls through the routes: status, errno and code of each kernel/kcov.c failure. */
 import t from 'tap';
-import { Client, expectProblem, json, makeApp } from '../helpers.js';
+import { Client, expectProblem, json, makeApp } from '#test/helpers.js';
 
 t.test('a syzkaller-style loop: open, init, enable, events, read, reset', async (t) => {
   const c = new Client(await makeApp(t));

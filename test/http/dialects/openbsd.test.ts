@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { Client, expectProblem, json, makeApp, pcs, cmps } from '../helpers.js';
+import { Client, expectProblem, json, makeApp, pcs, cmps } from '#test/helpers.js';
 
 
 /** Regress harness: -b 1 gives (256 << 10) / 1 entries. */
