@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { serializerCompiler } from 'fastify-type-provider-zod';
 import type { Config } from '../config.js';
 import { Engine } from '../engine/engine.js';
 import { LongPoll } from './longpoll.js';
@@ -21,6 +21,7 @@ import { kernelRoutes } from './routes/kernels.js';
 import { remoteRoutes } from './routes/remotes.js';
 import { serviceRoutes } from './routes/service.js';
 import { threadRoutes } from './routes/threads.js';
+import { boundedValidatorCompiler } from './validate.js';
 
 export interface AppState {
   /** Set when shutdown starts: /readyz answers 503. */
@@ -87,7 +88,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.decorate('longPoll', longPoll);
 
   // external
-  app.setValidatorCompiler(validatorCompiler);
+  app.setValidatorCompiler(boundedValidatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   await registerDocs(app);
 
