@@ -30,8 +30,14 @@ export interface Config {
   maxRemotes: number;
   /** Distinct PCs given a KCOV_UNIQUE_ENABLE guard per kernel (KCOV_MAX_GUARDS). */
   maxGuards: number;
-  /** Milliseconds to receive a whole request (KCOV_REQUEST_TIMEOUT; 0 = none). */
+  /** Milliseconds to receive a whole request, body included (KCOV_REQUEST_TIMEOUT; 0 = none); past it, 408. */
   requestTimeout: number;
+  /** Milliseconds to receive the request line and headers (KCOV_HEADERS_TIMEOUT; at most KCOV_REQUEST_TIMEOUT); past it, 408. */
+  headersTimeout: number;
+  /** Bytes of request bodies all requests together may hold while they arrive (KCOV_INFLIGHT_LIMIT); past it, 503 EBUSY. */
+  inflightLimit: number;
+  /** Milliseconds shutdown keeps listening, answering 503, before it stops accepting (KCOV_SHUTDOWN_GRACE). */
+  shutdownGrace: number;
   /** Milliseconds a socket may stay silent (KCOV_CONNECTION_TIMEOUT; 0 = none). */
   connectionTimeout: number;
   /** Milliseconds an idle keep-alive socket is kept (KCOV_KEEPALIVE_TIMEOUT). */
@@ -91,12 +97,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     ncpus: e.KCOV_NCPUS === undefined ? Math.min(availableParallelism(), 64) : int(e.KCOV_NCPUS, 'KCOV_NCPUS', 1, 1024),
     memoryLimit: e.KCOV_MEMORY_LIMIT === undefined ? 1024 ** 3 : parseSize(e.KCOV_MEMORY_LIMIT, 'KCOV_MEMORY_LIMIT'),
     token: e.KCOV_TOKEN === undefined || e.KCOV_TOKEN === '' ? undefined : e.KCOV_TOKEN,
-    bodyLimit: e.KCOV_BODY_LIMIT === undefined ? 64 * 1024 ** 2 : parseSize(e.KCOV_BODY_LIMIT, 'KCOV_BODY_LIMIT'),
     cpuAreaWords: e.KCOV_CPU_AREA_WORDS === undefined ? undefined : int(e.KCOV_CPU_AREA_WORDS, 'KCOV_CPU_AREA_WORDS', 2, 1 << 26),
     barrierTimeoutMs: e.KCOV_BARRIER_TIMEOUT_MS === undefined ? 1000 : int(e.KCOV_BARRIER_TIMEOUT_MS, 'KCOV_BARRIER_TIMEOUT_MS', 0, 600_000),
     logLevel: e.LOG_LEVEL ?? 'info',
+    ...inflight(e),
     ...limits(e),
   };
+}
+
+function inflight(e: Record<string, string | undefined>) {
+  const bodyLimit = e.KCOV_BODY_LIMIT === undefined ? 64 * 1024 ** 2 : parseSize(e.KCOV_BODY_LIMIT, 'KCOV_BODY_LIMIT');
+  // Room for two bodies of the largest size at once by default.
+  return { bodyLimit, inflightLimit: e.KCOV_INFLIGHT_LIMIT === undefined ? 2 * bodyLimit : parseSize(e.KCOV_INFLIGHT_LIMIT, 'KCOV_INFLIGHT_LIMIT') };
 }
 
 function limits(e: Record<string, string | undefined>) {
@@ -112,7 +124,11 @@ function limits(e: Record<string, string | undefined>) {
     keepAliveTimeout: opt('KCOV_KEEPALIVE_TIMEOUT', 72_000, 1, 2 ** 31 - 1),
     maxWait: opt('KCOV_MAX_WAIT', 30_000, 0, 3_600_000),
     shutdownTimeout: opt('KCOV_SHUTDOWN_TIMEOUT', 10_000, 1, 2 ** 31 - 1),
+    headersTimeout: opt('KCOV_HEADERS_TIMEOUT', 10_000, 1, 2 ** 31 - 1),
+    shutdownGrace: opt('KCOV_SHUTDOWN_GRACE', 2_000, 0, 2 ** 31 - 1),
   };
+  // node refuses a header bound longer than the whole-request bound.
+  if (out.requestTimeout !== 0) out.headersTimeout = Math.min(out.headersTimeout, out.requestTimeout);
   // A socket timeout shorter than a long-poll would cut the poll off mid-wait.
   if (out.connectionTimeout !== 0 && out.connectionTimeout <= out.maxWait) {
     throw new Error(`KCOV_CONNECTION_TIMEOUT (${out.connectionTimeout} ms) must be 0 or longer than KCOV_MAX_WAIT (${out.maxWait} ms)`);

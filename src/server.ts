@@ -3,6 +3,8 @@ import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { loadConfig, type Config } from './config.js';
 import { buildApp } from './http/app.js';
+import { clientErrorHandler } from './http/plugins/errors.js';
+import { serverOptions } from './http/plugins/limits.js';
 
 /** A socket file left by an earlier run is removed; any other file there is an error. */
 function clearStaleSocket(path: string): void {
@@ -13,7 +15,8 @@ function clearStaleSocket(path: string): void {
 
 /** The same app on a second listener: Fastify's routing, hooks and limits serve both. */
 function unixListener(app: Awaited<ReturnType<typeof buildApp>>, config: Config, path: string) {
-  const server = createServer({ requestTimeout: config.requestTimeout, keepAliveTimeout: config.keepAliveTimeout }, (req, res) => app.routing(req, res));
+  const server = createServer(serverOptions(config), (req, res) => app.routing(req, res));
+  server.on('clientError', clientErrorHandler(config.dialect, app.appState.bootId));
   app.addHook('onClose', async () => {
     server.closeIdleConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -12,7 +12,8 @@ import { LongPoll } from './longpoll.js';
 import { OPEN_ROUTES, registerAuth } from './plugins/auth.js';
 import { registerBinaryBody } from './plugins/binary.js';
 import { registerDocs } from './plugins/docs.js';
-import { registerErrors, sendProblem } from './plugins/errors.js';
+import { clientErrorHandler, frameworkErrors, registerErrors, sendProblem } from './plugins/errors.js';
+import { registerLimits, serverOptions, type InFlight } from './plugins/limits.js';
 import { registerMetrics } from './plugins/metrics.js';
 import { coverageRoutes } from './routes/coverage.js';
 import { cpuRoutes } from './routes/cpus.js';
@@ -43,6 +44,7 @@ declare module 'fastify' {
     engine: Engine;
     appState: AppState;
     longPoll: LongPoll;
+    inflight: InFlight;
   }
 }
 
@@ -75,6 +77,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
     },
     requestTimeout: config.requestTimeout,
+    http: serverOptions(config) as never,
+    clientErrorHandler: clientErrorHandler(config.dialect, state.bootId),
+    frameworkErrors: frameworkErrors(engine, state.bootId),
     connectionTimeout: config.connectionTimeout,
     keepAliveTimeout: config.keepAliveTimeout,
     // close() ends idle keep-alive sockets at once and lets in-flight requests finish.
@@ -95,6 +100,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // app
   registerErrors(app, engine);
   registerBinaryBody(app, config.bodyLimit);
+  app.decorate('inflight', registerLimits(app, engine, config));
   // Callback-style hooks: on every request, an async hook would cost a promise and a tick.
   // One hook for the request id and draining (before auth: a draining server turns everyone away).
   app.addHook('onRequest', (req, reply, done) => {

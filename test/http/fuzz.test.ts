@@ -247,8 +247,10 @@ function sameState(before: Fingerprint, after: Fingerprint): string | null {
 
 // ---- the property ---------------------------------------------------------------
 
-const ERRNOS = new Set(['EPERM', 'ENOENT', 'ESRCH', 'ENXIO', 'EBADF', 'ENOMEM', 'EACCES', 'EFAULT', 'EBUSY', 'EEXIST', 'EINVAL', 'ENOTTY', 'ENOBUFS', 'EOPNOTSUPP', 'ENOTSUPP', 'ETIMEDOUT']);
-const HTTP_LEVEL = new Set([401, 404, 413, 415, 416]);
+const ERRNOS = new Set(['EPERM', 'ENOENT', 'ESRCH', 'ENXIO', 'EBADF', 'ENOMEM', 'EACCES', 'EFAULT', 'EBUSY', 'EEXIST', 'EINVAL', 'ENOTTY', 'ENOBUFS', 'EOPNOTSUPP', 'ENOTSUPP', 'ETIMEDOUT', 'ESTALE', 'E2BIG', 'ENAMETOOLONG']);
+/** HTTP-level statuses with their errno (API.md Additions); the engine's errnos follow the contract's table. */
+const HTTP_LEVEL = new Map<number, string[]>([[401, ['EACCES']], [404, ['ENOENT']], [405, ['EINVAL']], [408, ['ETIMEDOUT']], [413, ['E2BIG']],
+  [414, ['ENAMETOOLONG']], [415, ['EINVAL']], [416, ['EINVAL']], [431, ['ENAMETOOLONG']], [503, ['EBUSY']], [400, ['EINVAL']]]);
 
 function checkReply(req: Req, res: { statusCode: number; headers: Record<string, unknown>; body: string }, expectId: string | undefined): string | null {
   const s = res.statusCode;
@@ -273,9 +275,12 @@ function checkReply(req: Req, res: { statusCode: number; headers: Record<string,
   if (p.status !== s) return `problem status ${p.status} != ${s}`;
   if (typeof p.code !== 'number') return 'problem without code';
   const table = statusOf(p.errno as ErrnoName);
-  if (s !== table && !HTTP_LEVEL.has(s)) return `status ${s} for ${p.errno}, contract says ${table}`;
+  if (s !== table && !HTTP_LEVEL.get(s)?.includes(p.errno)) return `status ${s} for ${p.errno}, contract says ${table}`;
+  if (typeof (p as { request_id?: unknown }).request_id !== 'string' || (p as { request_id?: unknown }).request_id !== res.headers['x-request-id']) return 'problem without the request id';
+  if (s === 405 && typeof res.headers.allow !== 'string') return '405 without Allow';
+  if (s === 503 && res.headers['retry-after'] === undefined) return '503 without Retry-After';
   if (s === 401 && (p.errno !== 'EACCES' || !String(res.headers['www-authenticate']).startsWith('Bearer'))) return '401 without EACCES and WWW-Authenticate: Bearer';
-  if (s >= 500 && !(s === 507 && p.errno === 'ENOMEM') && !(s === 501 && (p.errno === 'EOPNOTSUPP' || p.errno === 'ENOTSUPP'))) {
+  if (s >= 500 && !(s === 507 && p.errno === 'ENOMEM') && !(s === 501 && (p.errno === 'EOPNOTSUPP' || p.errno === 'ENOTSUPP')) && !(s === 503 && p.errno === 'EBUSY')) {
     return `server error ${s}: ${res.body.slice(0, 200)}`;
   }
   return null;

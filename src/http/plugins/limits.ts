@@ -1,0 +1,140 @@
+/**
+ * Request bodies in flight: one global byte budget (KCOV_INFLIGHT_LIMIT), also
+ * charged to the engine's MemoryBudget (KCOV_MEMORY_LIMIT) as "request bodies
+ * in flight", so a crowd of slow uploads cannot take memory the areas were
+ * promised. A body with a Content-Length is reserved whole before a byte of it
+ * is read; a chunked body is charged chunk by chunk as it arrives. Past either
+ * budget the request is 503 EBUSY with Retry-After and the connection closes
+ * (its body is not read). The charge is released exactly once, when the
+ * response is over: sent, failed, aborted or timed out ('close' of the
+ * ServerResponse, which node emits on every one of those paths).
+ *
+ * Also here: HTTP/1.1 requests without Host are 400 EINVAL (node's own check
+ * answers with a bare 400, so the server is built with requireHostHeader off).
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Engine } from '../../engine/engine.js';
+import { KcovError } from '../../engine/errno.js';
+import { sendProblem } from './errors.js';
+
+export const INFLIGHT_WHAT = 'request bodies in flight';
+/** Seconds a shed client is told to wait. */
+export const RETRY_AFTER = '1';
+
+/** Error a body stream fails with when the budget runs out mid-body; errors.ts answers 503. */
+export class Busy extends Error {
+  readonly code = 'KCOVD_EBUSY';
+  readonly statusCode = 503;
+}
+
+/** The global in-flight account. */
+export class InFlight {
+  /** [E] bytes of request bodies reserved or received and not yet released. */
+  used = 0;
+  /** [E] requests turned away because a budget was full (reported in docs/limits.md, /metrics reads it). */
+  shed = 0;
+
+  constructor(
+    private readonly engine: Engine,
+    /** [I] KCOV_INFLIGHT_LIMIT. */
+    readonly limit: number,
+  ) {}
+
+  /** Take `bytes` from both budgets, or neither; a reason when refused. */
+  take(bytes: number): string | null {
+    if (bytes > this.limit - this.used) {
+      this.shed++;
+      return `request bodies in flight would exceed KCOV_INFLIGHT_LIMIT (${this.used} + ${bytes} of ${this.limit} bytes)`;
+    }
+    try {
+      this.engine.budget.charge(bytes, INFLIGHT_WHAT);
+    } catch (e) {
+      if (!(e instanceof KcovError)) throw e;
+      this.shed++;
+      return e.message;
+    }
+    this.used += bytes;
+    return null;
+  }
+
+  give(bytes: number): void {
+    this.used -= bytes;
+    this.engine.budget.release(bytes);
+  }
+}
+
+/** A chunked body, charged as its chunks pass. */
+class Counted extends Transform {
+  charged = 0;
+  constructor(private readonly account: InFlight) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const why = this.account.take(chunk.length);
+    if (why !== null) return cb(new Busy(why));
+    this.charged += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+function busy(engine: Engine, req: FastifyRequest, reply: FastifyReply, detail: string): FastifyReply {
+  // The body stays unread: the connection cannot carry another request after it.
+  reply.header('retry-after', RETRY_AFTER).header('connection', 'close');
+  return sendProblem(engine, req, reply, 'EBUSY', detail, 503);
+}
+
+/** node http.Server options of every listener (TCP and KCOV_SOCKET): the timeouts as the README states them. */
+export function serverOptions(config: { requestTimeout: number; headersTimeout: number; keepAliveTimeout: number }) {
+  const shortest = config.requestTimeout === 0 ? config.headersTimeout : Math.min(config.requestTimeout, config.headersTimeout);
+  return {
+    requestTimeout: config.requestTimeout,
+    headersTimeout: config.headersTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
+    // node checks both timeouts on this tick (default 30 s, which made a 5 s bound a 35 s one).
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(shortest / 4))),
+    // Checked in preParsing, to answer problem+json instead of node's bare 400.
+    requireHostHeader: false,
+  };
+}
+
+export function registerLimits(app: FastifyInstance, engine: Engine, opts: { inflightLimit: number; bodyLimit: number }): InFlight {
+  const account = new InFlight(engine, opts.inflightLimit);
+  app.addHook('preParsing', (req, reply, payload, done) => {
+    const raw = req.raw;
+    if (raw.headers.host === undefined && raw.httpVersionMajor === 1 && raw.httpVersionMinor >= 1) {
+      reply.header('connection', 'close');
+      sendProblem(engine, req, reply, 'EINVAL', 'an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)', 400);
+      return;
+    }
+    const cl = raw.headers['content-length'];
+    const chunked = raw.headers['transfer-encoding'] !== undefined;
+    if (cl === undefined && !chunked) return done(null, payload);
+    let charged = 0;
+    if (!chunked) {
+      const n = Number(cl);
+      // Past KCOV_BODY_LIMIT the parser answers 413 without reading; nothing to reserve.
+      if (!(n > 0) || n > opts.bodyLimit) return done(null, payload);
+      const why = account.take(n);
+      if (why !== null) {
+        busy(engine, req, reply, why);
+        return;
+      }
+      charged = n;
+    }
+    let counted: Counted | undefined;
+    let released = false;
+    reply.raw.once('close', () => {
+      if (released) return;
+      released = true;
+      account.give(charged + (counted?.charged ?? 0));
+    });
+    if (!chunked) return done(null, payload);
+    counted = new Counted(account);
+    // Fastify reads `receivedEncodedLength` for its own length checks.
+    payload.on('error', (err) => counted!.destroy(err));
+    done(null, payload.pipe(counted));
+  });
+  return account;
+}
