@@ -34,6 +34,8 @@ export interface Config {
   requestTimeout: number;
   /** Milliseconds to receive the request line and headers (KCOV_HEADERS_TIMEOUT; at most KCOV_REQUEST_TIMEOUT); past it, 408. */
   headersTimeout: number;
+  /** Largest application/json body (KCOV_JSON_LIMIT, at most KCOV_BODY_LIMIT); past it, 413 E2BIG. */
+  jsonLimit: number;
   /** Bytes of request bodies all requests together may hold while they arrive (KCOV_INFLIGHT_LIMIT); past it, 503 EBUSY. */
   inflightLimit: number;
   /** Milliseconds shutdown keeps listening, answering 503, before it stops accepting (KCOV_SHUTDOWN_GRACE). */
@@ -108,7 +110,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
 function inflight(e: Record<string, string | undefined>) {
   const bodyLimit = e.KCOV_BODY_LIMIT === undefined ? 64 * 1024 ** 2 : parseSize(e.KCOV_BODY_LIMIT, 'KCOV_BODY_LIMIT');
   // Room for two bodies of the largest size at once by default.
-  return { bodyLimit, inflightLimit: e.KCOV_INFLIGHT_LIMIT === undefined ? 2 * bodyLimit : parseSize(e.KCOV_INFLIGHT_LIMIT, 'KCOV_INFLIGHT_LIMIT') };
+  const jsonLimit = Math.min(bodyLimit, e.KCOV_JSON_LIMIT === undefined ? 4 * 1024 ** 2 : parseSize(e.KCOV_JSON_LIMIT, 'KCOV_JSON_LIMIT'));
+  return { bodyLimit, jsonLimit, inflightLimit: e.KCOV_INFLIGHT_LIMIT === undefined ? 2 * bodyLimit : parseSize(e.KCOV_INFLIGHT_LIMIT, 'KCOV_INFLIGHT_LIMIT') };
 }
 
 function limits(e: Record<string, string | undefined>) {

@@ -160,6 +160,9 @@ export function registerErrors(app: FastifyInstance, engine: Engine): void {
         return sendProblem(engine, req, reply, 'EINVAL', `unsupported Content-Type ${JSON.stringify(req.headers['content-type'] ?? '')}`, 415);
       case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
         return sendProblem(engine, req, reply, 'EINVAL', 'Content-Length does not match the body', 400);
+      case 'KCOVD_E2BIG':
+        reply.header('connection', 'close');
+        return sendProblem(engine, req, reply, 'E2BIG', err.message, 413);
       case 'KCOVD_EBUSY':
         // limits.ts: the in-flight budget ran out mid-body; the rest of it is not read.
         reply.header('retry-after', '1').header('connection', 'close');

@@ -28,6 +28,25 @@ export class Busy extends Error {
   readonly statusCode = 503;
 }
 
+/** A chunked JSON body past KCOV_JSON_LIMIT; errors.ts answers 413 E2BIG. */
+export class TooBig extends Error {
+  readonly code = 'KCOVD_E2BIG';
+  readonly statusCode = 413;
+}
+
+/**
+ * What a JSON body costs per byte once parsed and validated: JSON.parse makes
+ * an object of ~30 bytes from `{},` (3 bytes), and validation a second tree.
+ * JSON bodies are charged at this multiple of their length.
+ */
+export const JSON_COST = 16;
+/** Bodies whose cost is under this are not charged. */
+export const SMALL_BODY = 64 * 1024;
+
+function isJson(contentType: string | undefined): boolean {
+  return contentType !== undefined && /^\s*application\/json\s*(;|$)/i.test(contentType);
+}
+
 /** The global in-flight account. */
 export class InFlight {
   /** [E] bytes of request bodies reserved or received and not yet released. */
@@ -64,17 +83,46 @@ export class InFlight {
   }
 }
 
+export const SNAPSHOT_WHAT = 'coverage snapshots in flight';
+/**
+ * Smaller snapshots are not charged: like the small JSON and text replies encoded in
+ * one piece, their cost is part of what any open connection costs, and a budget full
+ * of areas must not stop every read.
+ */
+export const SNAPSHOT_CHARGE_MIN = 64 * 1024;
+
+/** Charge a snapshot copy to the memory budget; the refusal's reason when it does not fit. */
+export function chargeSnapshot(engine: Engine, bytes: number): string | null {
+  try {
+    engine.budget.charge(bytes, SNAPSHOT_WHAT);
+    return null;
+  } catch (e) {
+    if (!(e instanceof KcovError)) throw e;
+    return e.message;
+  }
+}
+
+/** 503 EBUSY with Retry-After: the server sheds this request; the same request later may pass. */
+export function sendBusy(engine: Engine, req: FastifyRequest, reply: FastifyReply, detail: string): FastifyReply {
+  reply.header('retry-after', RETRY_AFTER);
+  return sendProblem(engine, req, reply, 'EBUSY', detail, 503);
+}
+
 /** A chunked body, charged as its chunks pass. */
 class Counted extends Transform {
   charged = 0;
-  constructor(private readonly account: InFlight) {
+  received = 0;
+  constructor(private readonly account: InFlight, private readonly factor: number, private readonly limit: number) {
     super();
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const why = this.account.take(chunk.length);
+    this.received += chunk.length;
+    if (this.received > this.limit) return cb(new TooBig(`the JSON body is larger than KCOV_JSON_LIMIT (${this.limit} bytes)`));
+    const cost = chunk.length * this.factor;
+    const why = this.account.take(cost);
     if (why !== null) return cb(new Busy(why));
-    this.charged += chunk.length;
+    this.charged += cost;
     cb(null, chunk);
   }
 }
@@ -99,7 +147,7 @@ export function serverOptions(config: { requestTimeout: number; headersTimeout: 
   };
 }
 
-export function registerLimits(app: FastifyInstance, engine: Engine, opts: { inflightLimit: number; bodyLimit: number }): InFlight {
+export function registerLimits(app: FastifyInstance, engine: Engine, opts: { inflightLimit: number; bodyLimit: number; jsonLimit: number }): InFlight {
   const account = new InFlight(engine, opts.inflightLimit);
   app.addHook('preParsing', (req, reply, payload, done) => {
     const raw = req.raw;
@@ -112,16 +160,25 @@ export function registerLimits(app: FastifyInstance, engine: Engine, opts: { inf
     const chunked = raw.headers['transfer-encoding'] !== undefined;
     if (cl === undefined && !chunked) return done(null, payload);
     let charged = 0;
+    const json = isJson(raw.headers['content-type']);
+    const factor = json ? JSON_COST : 1;
     if (!chunked) {
       const n = Number(cl);
       // Past KCOV_BODY_LIMIT the parser answers 413 without reading; nothing to reserve.
       if (!(n > 0) || n > opts.bodyLimit) return done(null, payload);
-      const why = account.take(n);
+      if (json && n > opts.jsonLimit) {
+        reply.header('connection', 'close');
+        sendProblem(engine, req, reply, 'E2BIG', `the JSON body is larger than KCOV_JSON_LIMIT (${opts.jsonLimit} bytes); send large batches as application/octet-stream`, 413);
+        return;
+      }
+      // Small bodies cost what any connection costs; they are not accounted (nor slowed by it).
+      if (n * factor < SMALL_BODY) return done(null, payload);
+      const why = account.take(n * factor);
       if (why !== null) {
         busy(engine, req, reply, why);
         return;
       }
-      charged = n;
+      charged = n * factor;
     }
     let counted: Counted | undefined;
     let released = false;
@@ -131,7 +188,7 @@ export function registerLimits(app: FastifyInstance, engine: Engine, opts: { inf
       account.give(charged + (counted?.charged ?? 0));
     });
     if (!chunked) return done(null, payload);
-    counted = new Counted(account);
+    counted = new Counted(account, factor, json ? opts.jsonLimit : Infinity);
     // Fastify reads `receivedEncodedLength` for its own length checks.
     payload.on('error', (err) => counted!.destroy(err));
     done(null, payload.pipe(counted));
