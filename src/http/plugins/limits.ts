@@ -189,8 +189,13 @@ export function registerLimits(app: FastifyInstance, engine: Engine, opts: { inf
     });
     if (!chunked) return done(null, payload);
     counted = new Counted(account, factor, json ? opts.jsonLimit : Infinity);
-    // Fastify reads `receivedEncodedLength` for its own length checks.
-    payload.on('error', (err) => counted!.destroy(err));
+    // An aborted request errors the raw stream; pass that on while the parser reads, and
+    // swallow it once the parser is done (it stops listening, and node only emits errors
+    // to a stream that has listeners: this one always has one).
+    counted.on('error', () => {});
+    payload.on('error', (err) => {
+      if (!counted!.destroyed) counted!.destroy(err);
+    });
     done(null, payload.pipe(counted));
   });
   return account;
