@@ -111,7 +111,7 @@ t.test('2 MiB bodies of invalid list elements are 400 in about the time of readi
   const { value: replies, worst } = await healthzDuring(s.port, run);
   // Parsed JSON costs JSON_COST times its length: a few are validated at once, the rest shed.
   const refused = replies.filter((r) => r.status === 400);
-  t.ok(refused.length >= 4, `most are answered 400 (${refused.length} of ${replies.length})`);
+  t.ok(refused.length >= 2, `some are answered 400 (${refused.length} of ${replies.length})`);
   for (const r of replies) {
     t.ok(r.status === 400 || (r.status === 503 && r.headers['retry-after'] !== undefined), `400, or 503 with Retry-After (${r.status} ${r.body.slice(0, 120)})`);
     t.ok(r.body.length < 2000, 'a short problem: the first few issues only');
