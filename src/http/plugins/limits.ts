@@ -67,7 +67,7 @@ export class InFlight {
       return `request bodies in flight would exceed KCOV_INFLIGHT_LIMIT (${this.used} + ${bytes} of ${this.limit} bytes)`;
     }
     try {
-      this.engine.budget.charge(bytes, INFLIGHT_WHAT);
+      this.engine.budget.charge(bytes, INFLIGHT_WHAT, 'bodies');
     } catch (e) {
       if (!(e instanceof KcovError)) throw e;
       this.shed++;
@@ -79,7 +79,7 @@ export class InFlight {
 
   give(bytes: number): void {
     this.used -= bytes;
-    this.engine.budget.release(bytes);
+    this.engine.budget.release(bytes, 'bodies');
   }
 }
 
@@ -94,7 +94,7 @@ export const SNAPSHOT_CHARGE_MIN = 64 * 1024;
 /** Charge a snapshot copy to the memory budget; the refusal's reason when it does not fit. */
 export function chargeSnapshot(engine: Engine, bytes: number): string | null {
   try {
-    engine.budget.charge(bytes, SNAPSHOT_WHAT);
+    engine.budget.charge(bytes, SNAPSHOT_WHAT, 'snapshots');
     return null;
   } catch (e) {
     if (!(e instanceof KcovError)) throw e;

@@ -70,7 +70,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
       const release = () => {
         if (released) return;
         released = true;
-        engine.budget.release(bytes);
+        engine.budget.release(bytes, 'snapshots');
       };
       const stream = coverageStream(m.trace, mode, format, release);
       // The reader left early: stop encoding, drop the copy.
@@ -97,7 +97,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     // 'close' ends every reply (sent, failed, aborted); only one that finished leaves the
     // buffer free for reuse (an aborted socket write may still refer to it).
     reply.raw.once('close', () => {
-      engine.budget.release(charged);
+      engine.budget.release(charged, 'snapshots');
       if (reply.raw.writableFinished) pool.release(snap);
     });
     if (reset) k.resetCoverage(d);
