@@ -202,9 +202,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
   if (config.connectionTimeout !== 0 && config.connectionTimeout <= config.maxWait) {
     throw new Error(`KCOV_CONNECTION_TIMEOUT (${config.connectionTimeout} ms) must be 0 or longer than KCOV_MAX_WAIT (${config.maxWait} ms)`);
   }
-  // A JSON body is a body; node refuses a header bound longer than the whole-request bound.
+  // A JSON body is a body.
   config.jsonLimit = Math.min(config.jsonLimit, config.bodyLimit);
-  if (config.requestTimeout !== 0) config.headersTimeout = Math.min(config.headersTimeout, config.requestTimeout);
   return config;
 }
 

@@ -135,13 +135,14 @@ function busy(engine: Engine, req: FastifyRequest, reply: FastifyReply, detail: 
 
 /** node http.Server options of every listener (TCP and KCOV_SOCKET): the timeouts as the README states them. */
 export function serverOptions(config: { requestTimeout: number; headersTimeout: number; keepAliveTimeout: number }) {
-  const shortest = config.requestTimeout === 0 ? config.headersTimeout : Math.min(config.requestTimeout, config.headersTimeout);
+  // node refuses a header bound longer than the whole-request bound.
+  const headersTimeout = config.requestTimeout === 0 ? config.headersTimeout : Math.min(config.requestTimeout, config.headersTimeout);
   return {
     requestTimeout: config.requestTimeout,
-    headersTimeout: config.headersTimeout,
+    headersTimeout,
     keepAliveTimeout: config.keepAliveTimeout,
     // node checks both timeouts on this tick (default 30 s, which made a 5 s bound a 35 s one).
-    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(shortest / 4))),
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))),
     // Checked in preParsing, to answer problem+json instead of node's bare 400.
     requireHostHeader: false,
   };
