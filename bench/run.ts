@@ -11,6 +11,7 @@ import { request } from 'undici';
 import { run, type Job, type Load } from './driver.js';
 import { engineBench, snapshotCodecBench, type MicroRow } from './micro.js';
 import { longPollBench } from './longpoll.js';
+import { rejectCases } from './reject.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -88,7 +89,7 @@ interface Case {
   name: string;
   target: number;
   kcovd: Load;
-  baseline: { server: 'raw-sink' | 'raw-static' | 'fastify'; load: Load; name: string };
+  baseline: { server: 'raw-sink' | 'raw-static' | 'fastify' | 'kcovd'; load: Load; name: string };
 }
 
 const median = (xs: number[]): number => {
@@ -165,6 +166,9 @@ async function main(): Promise<void> {
       baseline: { server: 'raw-static', name: 'node:http static Buffer', load: { connections: 2, pipelining: 1, durationMs: DURATION_MS, job: () => ({ method: 'GET', path: `/?size=${SNAP_WORDS * 8}` }) } },
     },
   ];
+  // bench/reject.ts: rejecting an invalid 2 MiB JSON body against accepting a valid one.
+  const REJECT_WORDS = 4 * 1024 * 1024;
+  all.push(...rejectCases({ fd: await tracedFd(kc, 400, REJECT_WORDS), tid: 400, areaWords: REJECT_WORDS, durationMs: DURATION_MS }));
   const cases = all.filter((c) => ONLY === undefined || c.name.includes(ONLY));
 
   // ---- rounds: round 0 warms up and is not counted ----

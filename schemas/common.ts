@@ -34,6 +34,7 @@ export const Problem = z
     errno: ErrnoName.describe("name the dialect's kernel returns"),
     code: z.number().int().describe("the errno's number in that dialect"),
     instance: z.string().optional(),
+    request_id: z.string().optional().describe('x-request-id of the failed request, as echoed in the x-request-id header'),
   })
   .describe('RFC 9457 problem details with the errno the real kernel returns')
   .meta({ id: 'Problem' });

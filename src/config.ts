@@ -58,7 +58,15 @@ export const SETTINGS = [
   },
   {
     env: 'KCOV_BODY_LIMIT', key: 'bodyLimit', kind: { type: 'size' }, default: 64 * 1024 ** 2, shown: '`64M`',
-    doc: 'largest request body. Past it: **413** problem+json (errno EINVAL), and nothing is stored',
+    doc: 'largest request body. Past it: **413** problem+json (errno E2BIG), and nothing is stored',
+  },
+  {
+    env: 'KCOV_JSON_LIMIT', key: 'jsonLimit', kind: { type: 'size' }, default: 4 * 1024 ** 2, shown: '`4M`',
+    doc: 'largest `application/json` body (at most `KCOV_BODY_LIMIT`; parsed JSON costs ~20× its size, so large batches go as `application/octet-stream`). Past it: **413 E2BIG**',
+  },
+  {
+    env: 'KCOV_INFLIGHT_LIMIT', key: 'inflightLimit', kind: { type: 'size' }, default: 128 * 1024 ** 2, shown: '`128M`',
+    doc: 'bytes of request bodies all requests together may hold while they arrive (also charged to `KCOV_MEMORY_LIMIT`; JSON at 24×). Past it: **503 EBUSY** with `Retry-After`; see [limits](limits.md)',
   },
   {
     env: 'KCOV_CPU_AREA_WORDS', key: 'cpuAreaWords', kind: { type: 'int', min: 2, max: 1 << 26 }, default: undefined, shown: "dialect's own",
@@ -90,7 +98,11 @@ export const SETTINGS = [
   },
   {
     env: 'KCOV_REQUEST_TIMEOUT', key: 'requestTimeout', kind: { type: 'int', min: 0, max: MS }, default: 30_000, shown: '`30000`',
-    doc: 'ms allowed to receive a whole request (`0` = no limit)',
+    doc: 'ms allowed to receive a whole request, body included (`0` = no limit). Past it: **408 ETIMEDOUT**',
+  },
+  {
+    env: 'KCOV_HEADERS_TIMEOUT', key: 'headersTimeout', kind: { type: 'int', min: 1, max: MS }, default: 10_000, shown: '`10000`',
+    doc: 'ms allowed to receive the request line and headers (at most `KCOV_REQUEST_TIMEOUT`). Past it: **408 ETIMEDOUT**',
   },
   {
     env: 'KCOV_CONNECTION_TIMEOUT', key: 'connectionTimeout', kind: { type: 'int', min: 0, max: MS }, default: 0, shown: '`0`',
@@ -106,7 +118,11 @@ export const SETTINGS = [
   },
   {
     env: 'KCOV_SHUTDOWN_TIMEOUT', key: 'shutdownTimeout', kind: { type: 'int', min: 1, max: MS }, default: 10_000, shown: '`10000`',
-    doc: 'ms a graceful shutdown may take. After that the process exits with code 1',
+    doc: 'ms a graceful shutdown may take. At that deadline requests still unanswered (stalled uploads) get **503 EBUSY** and the process exits 0; see [limits](limits.md#shutdown)',
+  },
+  {
+    env: 'KCOV_SHUTDOWN_GRACE', key: 'shutdownGrace', kind: { type: 'int', min: 0, max: MS }, default: 2000, shown: '`2000`',
+    doc: 'ms a shutdown keeps accepting connections (answering `/readyz` 503 and other requests 503 EBUSY) before it stops listening',
   },
   { env: 'LOG_LEVEL', key: 'logLevel', kind: { type: 'string' }, default: 'info', shown: '`info`', doc: 'pino level of the structured JSON logs on stdout' },
 ] as const satisfies readonly SettingRow[];
@@ -186,6 +202,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
   if (config.connectionTimeout !== 0 && config.connectionTimeout <= config.maxWait) {
     throw new Error(`KCOV_CONNECTION_TIMEOUT (${config.connectionTimeout} ms) must be 0 or longer than KCOV_MAX_WAIT (${config.maxWait} ms)`);
   }
+  // A JSON body is a body.
+  config.jsonLimit = Math.min(config.jsonLimit, config.bodyLimit);
   return config;
 }
 

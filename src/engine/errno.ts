@@ -9,18 +9,18 @@ export type { DialectName, ErrnoName } from '../wire/names.js';
 
 const COMMON: Record<string, number> = {
   EPERM: 1, ENOENT: 2, ESRCH: 3, ENXIO: 6, EBADF: 9, ENOMEM: 12, EACCES: 13,
-  EFAULT: 14, EBUSY: 16, EEXIST: 17, EINVAL: 22, ENOTTY: 25,
+  EFAULT: 14, EBUSY: 16, EEXIST: 17, EINVAL: 22, ENOTTY: 25, E2BIG: 7,
 };
 
 // Where the BSDs and Linux part ways (asm-generic/errno.h vs sys/errno.h).
 const LINUX: Record<string, number> = {
-  ...COMMON, ENOBUFS: 105, EOPNOTSUPP: 95, ETIMEDOUT: 110, ESTALE: 116,
+  ...COMMON, ENOBUFS: 105, EOPNOTSUPP: 95, ETIMEDOUT: 110, ESTALE: 116, ENAMETOOLONG: 36,
   // Kernel-internal (include/linux/errno.h); what userspace sees for CMP without
   // CONFIG_KCOV_ENABLE_COMPARISONS.
   ENOTSUPP: 524,
 };
 const BSD: Record<string, number> = {
-  ...COMMON, ENOBUFS: 55, EOPNOTSUPP: 45, ENOTSUPP: 45, ETIMEDOUT: 60, ESTALE: 70,
+  ...COMMON, ENOBUFS: 55, EOPNOTSUPP: 45, ENOTSUPP: 45, ETIMEDOUT: 60, ESTALE: 70, ENAMETOOLONG: 63,
 };
 
 export function errnoCode(name: ErrnoName, dialect: DialectName = 'linux'): number {
@@ -45,6 +45,8 @@ const MESSAGES: Record<ErrnoName, string> = {
   ENOTSUPP: 'Operation not supported',
   ETIMEDOUT: 'Operation timed out',
   ESTALE: 'Stale file handle',
+  E2BIG: 'Argument list too long',
+  ENAMETOOLONG: 'File name too long',
 };
 
 export function strerror(name: ErrnoName): string {

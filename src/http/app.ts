@@ -5,14 +5,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { serializerCompiler } from 'fastify-type-provider-zod';
 import { engineOptions, type Config } from '../config.js';
 import { Engine } from '../engine/engine.js';
 import { LongPoll } from './longpoll.js';
 import { OPEN_ROUTES, registerAuth } from './plugins/auth.js';
 import { registerBinaryBody } from './plugins/binary.js';
 import { registerDocs } from './plugins/docs.js';
-import { registerErrors, sendProblem } from './plugins/errors.js';
+import { clientErrorHandler, frameworkErrors, registerErrors, sendProblem } from './plugins/errors.js';
+import { registerLimits, serverOptions, type InFlight } from './plugins/limits.js';
 import { registerMetrics } from './plugins/metrics.js';
 import { coverageRoutes } from './routes/coverage.js';
 import { cpuRoutes } from './routes/cpus.js';
@@ -21,6 +22,7 @@ import { kernelRoutes } from './routes/kernels.js';
 import { remoteRoutes } from './routes/remotes.js';
 import { serviceRoutes } from './routes/service.js';
 import { threadRoutes } from './routes/threads.js';
+import { boundedValidatorCompiler } from './validate.js';
 
 export interface AppState {
   /** Set when shutdown starts: /readyz answers 503. */
@@ -42,6 +44,7 @@ declare module 'fastify' {
     engine: Engine;
     appState: AppState;
     longPoll: LongPoll;
+    inflight: InFlight;
   }
 }
 
@@ -62,6 +65,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
     },
     requestTimeout: config.requestTimeout,
+    http: serverOptions(config) as never,
+    clientErrorHandler: clientErrorHandler(config.dialect, state.bootId),
+    frameworkErrors: frameworkErrors(engine, state.bootId),
     connectionTimeout: config.connectionTimeout,
     keepAliveTimeout: config.keepAliveTimeout,
     // close() ends idle keep-alive sockets at once and lets in-flight requests finish.
@@ -75,13 +81,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.decorate('longPoll', longPoll);
 
   // external
-  app.setValidatorCompiler(validatorCompiler);
+  app.setValidatorCompiler(boundedValidatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   await registerDocs(app);
 
   // app
   registerErrors(app, engine);
   registerBinaryBody(app, config.bodyLimit);
+  app.decorate('inflight', registerLimits(app, engine, config));
   // Callback-style hooks: on every request, an async hook would cost a promise and a tick.
   // One hook for the request id and draining (before auth: a draining server turns everyone away).
   app.addHook('onRequest', (req, reply, done) => {

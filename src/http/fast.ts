@@ -9,7 +9,7 @@
  * holds the fast checks against their schemas.
  */
 import type { FastifyReply, FastifySchemaCompiler } from 'fastify';
-import { validatorCompiler } from 'fastify-type-provider-zod';
+import { boundedValidatorCompiler } from './validate.js';
 import { isChunkedBody } from './plugins/binary.js';
 import { KERNEL_NAME_RE } from '../wire/names.js';
 
@@ -17,7 +17,7 @@ type HttpPart = 'body' | 'querystring' | 'params' | 'headers';
 /** A value when the input is in the easy subset, else undefined (ask zod). */
 export type FastCheck = (data: unknown) => unknown;
 
-const zodCompiler = validatorCompiler as unknown as (route: Parameters<FastifySchemaCompiler<unknown>>[0]) => (data: unknown) => ReturnType<ReturnType<FastifySchemaCompiler<unknown>>>;
+const zodCompiler = boundedValidatorCompiler as unknown as (route: Parameters<FastifySchemaCompiler<unknown>>[0]) => (data: unknown) => ReturnType<ReturnType<FastifySchemaCompiler<unknown>>>;
 
 /**
  * A route-level validatorCompiler: the fast check of a part first, the zod

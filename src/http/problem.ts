@@ -13,6 +13,8 @@ const STATUS: Record<ErrnoName, number> = {
   ETIMEDOUT: 409,
   // Additions: a request that names another boot of the service (if-kcovd-boot).
   ESTALE: 412,
+  // Additions: HTTP-level limits (body too large; URL, parameter or headers too long: 414, or 431 for headers).
+  E2BIG: 413, ENAMETOOLONG: 414,
 };
 
 export function statusOf(errno: ErrnoName): number {
@@ -27,13 +29,15 @@ export interface ProblemBody {
   errno: ErrnoName;
   code: number;
   instance?: string;
+  /** x-request-id of the request that failed (the id the server gave it, if the client sent none). */
+  request_id?: string;
 }
 
 /**
  * A problem for `errno`. `status` overrides the table only for HTTP-level
  * failures the kernel never sees (413 body too large, 415 media type, 416 range).
  */
-export function problem(errno: ErrnoName, detail: string, dialect: DialectName, status?: number, instance?: string): ProblemBody {
+export function problem(errno: ErrnoName, detail: string, dialect: DialectName, status?: number, instance?: string, requestId?: string): ProblemBody {
   const p: ProblemBody = {
     type: `urn:kcovd:errno:${errno}`,
     title: strerror(errno),
@@ -43,5 +47,6 @@ export function problem(errno: ErrnoName, detail: string, dialect: DialectName, 
     code: errnoCode(errno, dialect),
   };
   if (instance !== undefined) p.instance = instance;
+  if (requestId !== undefined) p.request_id = requestId;
   return p;
 }

@@ -12,6 +12,8 @@ export type DialectName = (typeof DIALECT_NAMES)[number];
 export const ERRNO_NAMES = [
   'EPERM', 'ENOENT', 'ESRCH', 'ENXIO', 'EBADF', 'ENOMEM', 'EACCES', 'EFAULT', 'EBUSY',
   'EEXIST', 'EINVAL', 'ENOTTY', 'ENOBUFS', 'EOPNOTSUPP', 'ENOTSUPP', 'ETIMEDOUT', 'ESTALE',
+  // HTTP-level only (413; 414 and 431): no kcov ioctl returns them.
+  'E2BIG', 'ENAMETOOLONG',
 ] as const;
 export type ErrnoName = (typeof ERRNO_NAMES)[number];
 

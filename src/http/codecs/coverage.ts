@@ -1,5 +1,6 @@
 /** Encoders of a mapped area: JSON and rawcover text. Binary is the area's own bytes. */
-import { CMP_STRIDE, PC_STRIDE, type Area, type TraceMode } from '../../engine/area.js';
+import { Readable } from 'node:stream';
+import { CMP_STRIDE, WORD, strideOf, type Area, type TraceMode } from '../../engine/area.js';
 
 /** ASCII codes of the hex digits. */
 const HEX = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
@@ -31,70 +32,128 @@ function putAscii(out: Uint8Array, at: number, s: string): number {
 
 /** Longest `"0x…",` of one word. */
 const WORD_MAX = 2 + 16 + 3;
+/** Longest JSON of one CMP record: {"type":4294967295,"size":128,"const":false,"arg1":…,"arg2":…,"pc":…}, */
+const CMP_JSON_MAX = 64 + 3 * WORD_MAX;
+/** Longest text line of one record. */
+const PC_TEXT_MAX = 2 + 16 + 1;
+const CMP_TEXT_MAX = 4 * PC_TEXT_MAX;
 
-/** JSON of the mapped area as bytes (ASCII, so also UTF-8). */
-export function coverageJsonBuffer(trace: Area, mode: TraceMode): Buffer {
-  const head = `{"mode":"${mode}","count":${trace.count},"words":${trace.words},` + (mode === 'pc' ? '"pcs":[' : '"cmps":[');
-  const u = trace.u32;
-  if (mode === 'pc') {
-    const n = trace.visible(PC_STRIDE);
-    const out = Buffer.allocUnsafe(head.length + n * WORD_MAX + 2);
-    let at = putAscii(out, 0, head);
-    for (let i = 0, w = 2; i < n; i++, w += 2) {
+export type TextFormat = 'json' | 'text';
+
+function jsonHead(count: number, words: number, mode: TraceMode): string {
+  return `{"mode":"${mode}","count":${count},"words":${words},` + (mode === 'pc' ? '"pcs":[' : '"cmps":[');
+}
+
+function maxBytes(format: TextFormat, mode: TraceMode, records: number): number {
+  return records * (format === 'json' ? (mode === 'pc' ? WORD_MAX : CMP_JSON_MAX) : mode === 'pc' ? PC_TEXT_MAX : CMP_TEXT_MAX);
+}
+
+/**
+ * Records [from, to) of the trace words `u` (word 0 the count) as JSON list
+ * elements (a comma before each but record 0) or rawcover lines, at out[at].
+ */
+function encodeRecords(u: Uint32Array, format: TextFormat, mode: TraceMode, from: number, to: number, out: Uint8Array, at: number): number {
+  if (format === 'json' && mode === 'pc') {
+    for (let i = from, w = (1 + from) * 2; i < to; i++, w += 2) {
       if (i > 0) out[at++] = 0x2c; // ,
       out[at++] = 0x22; // "
       at = putU64(out, at, u[w]!, u[w + 1]!);
       out[at++] = 0x22;
     }
-    out[at++] = 0x5d; // ]
-    out[at++] = 0x7d; // }
-    return out.subarray(0, at);
+  } else if (format === 'json') {
+    for (let i = from; i < to; i++) {
+      const w = (1 + i * CMP_STRIDE) * 2;
+      const type = u[w]!;
+      if (i > 0) out[at++] = 0x2c;
+      at = putAscii(out, at, `{"type":${type},"size":${1 << ((type >>> 1) & 3)},"const":${(type & 1) === 1},"arg1":"`);
+      at = putU64(out, at, u[w + 2]!, u[w + 3]!);
+      at = putAscii(out, at, '","arg2":"');
+      at = putU64(out, at, u[w + 4]!, u[w + 5]!);
+      at = putAscii(out, at, '","pc":"');
+      at = putU64(out, at, u[w + 6]!, u[w + 7]!);
+      at = putAscii(out, at, '"}');
+    }
+  } else if (mode === 'pc') {
+    for (let i = from, w = (1 + from) * 2; i < to; i++, w += 2) {
+      at = putU64(out, at, u[w]!, u[w + 1]!);
+      out[at++] = 0x0a;
+    }
+  } else {
+    for (let i = from; i < to; i++) {
+      const w = (1 + i * CMP_STRIDE) * 2;
+      for (let k = 0; k < 8; k += 2) {
+        at = putU64(out, at, u[w + k]!, u[w + k + 1]!);
+        out[at++] = k === 6 ? 0x0a : 0x20;
+      }
+    }
   }
-  const n = trace.visible(CMP_STRIDE);
-  // {"type":4294967295,"size":128,"const":false,"arg1":…,"arg2":…,"pc":…},
-  const out = Buffer.allocUnsafe(head.length + n * (64 + 3 * WORD_MAX) + 2);
+  return at;
+}
+
+/** JSON of the mapped area as bytes (ASCII, so also UTF-8). */
+export function coverageJsonBuffer(trace: Area, mode: TraceMode): Buffer {
+  const head = jsonHead(trace.count, trace.words, mode);
+  const n = trace.visible(strideOf(mode));
+  const out = Buffer.allocUnsafe(head.length + maxBytes('json', mode, n) + 2);
   let at = putAscii(out, 0, head);
-  for (let i = 0; i < n; i++) {
-    const w = (1 + i * CMP_STRIDE) * 2;
-    const type = u[w]!;
-    if (i > 0) out[at++] = 0x2c;
-    at = putAscii(out, at, `{"type":${type},"size":${1 << ((type >>> 1) & 3)},"const":${(type & 1) === 1},"arg1":"`);
-    at = putU64(out, at, u[w + 2]!, u[w + 3]!);
-    at = putAscii(out, at, '","arg2":"');
-    at = putU64(out, at, u[w + 4]!, u[w + 5]!);
-    at = putAscii(out, at, '","pc":"');
-    at = putU64(out, at, u[w + 6]!, u[w + 7]!);
-    at = putAscii(out, at, '"}');
-  }
-  out[at++] = 0x5d;
-  out[at++] = 0x7d;
+  at = encodeRecords(trace.u32, 'json', mode, 0, n, out, at);
+  out[at++] = 0x5d; // ]
+  out[at++] = 0x7d; // }
   return out.subarray(0, at);
 }
 
 /** syz-manager /rawcover as bytes: one 0x PC a line; CMP mode: `type arg1 arg2 pc`. */
 export function coverageTextBuffer(trace: Area, mode: TraceMode): Buffer {
-  const u = trace.u32;
-  if (mode === 'pc') {
-    const n = trace.visible(PC_STRIDE);
-    const out = Buffer.allocUnsafe(n * (2 + 16 + 1));
-    let at = 0;
-    for (let i = 0, w = 2; i < n; i++, w += 2) {
-      at = putU64(out, at, u[w]!, u[w + 1]!);
-      out[at++] = 0x0a;
-    }
-    return out.subarray(0, at);
-  }
-  const n = trace.visible(CMP_STRIDE);
-  const out = Buffer.allocUnsafe(n * 4 * (2 + 16 + 1));
-  let at = 0;
-  for (let i = 0; i < n; i++) {
-    const w = (1 + i * CMP_STRIDE) * 2;
-    for (let k = 0; k < 8; k += 2) {
-      at = putU64(out, at, u[w + k]!, u[w + k + 1]!);
-      out[at++] = k === 6 ? 0x0a : 0x20;
-    }
-  }
-  return out.subarray(0, at);
+  const n = trace.visible(strideOf(mode));
+  const out = Buffer.allocUnsafe(maxBytes('text', mode, n));
+  return out.subarray(0, encodeRecords(trace.u32, 'text', mode, 0, n, out, 0));
+}
+
+/** Records encoded per chunk of a streamed snapshot (about 64 KiB of PC JSON). */
+export const STREAM_RECORDS = 3072;
+
+/**
+ * A JSON or text snapshot of `trace` as a stream: the visible records are
+ * copied at this instant (the atomic read), then encoded STREAM_RECORDS at a
+ * time as the reader takes them (backpressure), so a slow reader holds the
+ * copy and a chunk or two, never the whole encoding. `copyBytes` is the size
+ * of the copy, for the caller to charge; `onClose` runs once when the stream
+ * ends or is destroyed (the reader left), to release that charge.
+ */
+export function coverageStream(trace: Area, mode: TraceMode, format: TextFormat, onClose: () => void): Readable {
+  const n = trace.visible(strideOf(mode));
+  const words = 1 + n * strideOf(mode);
+  const copy = new Uint32Array(words * 2);
+  copy.set(trace.u32.subarray(0, words * 2));
+  const head = format === 'json' ? jsonHead(trace.count, trace.words, mode) : '';
+  let next = 0;
+  let started = false;
+  return new Readable({
+    read() {
+      if (!started) {
+        started = true;
+        if (head !== '') this.push(Buffer.from(head, 'latin1'));
+      }
+      while (next < n) {
+        const to = Math.min(n, next + STREAM_RECORDS);
+        const out = Buffer.allocUnsafe(maxBytes(format, mode, to - next));
+        const at = encodeRecords(copy, format, mode, next, to, out, 0);
+        next = to;
+        if (!this.push(out.subarray(0, at))) return;
+      }
+      if (format === 'json') this.push(Buffer.from(']}', 'latin1'));
+      this.push(null);
+    },
+    destroy(err, cb) {
+      onClose();
+      cb(err);
+    },
+  });
+}
+
+/** Bytes coverageStream copies for `trace` in `mode`. */
+export function streamCopyBytes(trace: Area, mode: TraceMode): number {
+  return (1 + trace.visible(strideOf(mode)) * strideOf(mode)) * WORD;
 }
 
 export type CoverageFormat = 'binary' | 'json' | 'text';

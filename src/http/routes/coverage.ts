@@ -3,7 +3,9 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CountBody, CountReply, CoverageJson, CoverageQuery, FdParams, problems } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
-import { coverageJsonBuffer, coverageTextBuffer, negotiate, parseRange } from '../codecs/coverage.js';
+import { coverageJsonBuffer, coverageStream, coverageTextBuffer, negotiate, parseRange, STREAM_RECORDS, streamCopyBytes } from '../codecs/coverage.js';
+import { strideOf } from '../../engine/area.js';
+import { chargeSnapshot, sendBusy, SNAPSHOT_CHARGE_MIN } from '../plugins/limits.js';
 import { countBody, coverageQuery, fastValidator, fdParams, sendJson } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 import { sendProblem } from '../plugins/errors.js';
@@ -50,32 +52,58 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     const format = req.query.format ?? negotiate(req.headers.accept);
     const mode = req.query.mode ?? m.mode;
     const reset = req.query.reset === 'true' || req.query.reset === '1';
-    // Every format is encoded from the area at this instant, before any reset.
-    let payload: Buffer;
-    if (format === 'binary') {
-      const snap = pool.copy(m.area.bytes);
-      // 'finish': the whole body is with the OS, so the buffer may be reused. An aborted
-      // response ('close' without 'finish') leaves it to the GC instead.
-      reply.raw.once('finish', () => pool.release(snap));
-      payload = snap;
-    } else if (format === 'json') {
-      payload = coverageJsonBuffer(m.trace, mode);
-    } else {
-      payload = coverageTextBuffer(m.trace, mode);
+    // Every format is encoded from the area at this instant, before any reset. A large
+    // snapshot is a copy charged to KCOV_MEMORY_LIMIT until its reply is over; past the
+    // budget it is 503 EBUSY (retry once other snapshots are read).
+    if (format !== 'binary') {
+      const type = format === 'json' ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8';
+      if (m.trace.visible(strideOf(mode)) <= STREAM_RECORDS) {
+        const payload = format === 'json' ? coverageJsonBuffer(m.trace, mode) : coverageTextBuffer(m.trace, mode);
+        if (reset) k.resetCoverage(d);
+        return reply.header('content-type', type).send(payload);
+      }
+      const copied = streamCopyBytes(m.trace, mode);
+      const bytes = copied >= SNAPSHOT_CHARGE_MIN ? copied : 0;
+      const refused = bytes === 0 ? null : chargeSnapshot(engine, bytes);
+      if (refused !== null) return sendBusy(engine, req, reply, refused);
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        engine.budget.release(bytes, 'snapshots');
+      };
+      const stream = coverageStream(m.trace, mode, format, release);
+      // The reader left early: stop encoding, drop the copy.
+      reply.raw.once('close', () => {
+        if (!stream.destroyed) stream.destroy();
+        release();
+      });
+      if (reset) k.resetCoverage(d);
+      return reply.header('content-type', type).send(stream);
     }
-    if (reset) k.resetCoverage(d);
-    if (format === 'json') return reply.header('content-type', 'application/json; charset=utf-8').send(payload);
-    if (format === 'text') return reply.header('content-type', 'text/plain; charset=utf-8').send(payload);
-    const buf = payload as Buffer;
+    const size = m.area.bytes.length;
     reply.header('accept-ranges', 'bytes').type('application/octet-stream');
-    const range = parseRange(req.headers.range, buf.length);
+    const range = parseRange(req.headers.range, size);
     if (range === 'unsatisfiable') {
-      reply.header('content-range', `bytes */${buf.length}`);
-      return sendProblem(engine, req, reply, 'EINVAL', `Range ${req.headers.range} is outside the ${buf.length}-byte area`, 416);
+      if (reset) k.resetCoverage(d);
+      reply.header('content-range', `bytes */${size}`);
+      return sendProblem(engine, req, reply, 'EINVAL', `Range ${req.headers.range} is outside the ${size}-byte area`, 416);
     }
-    if (range === null) return reply.send(buf);
-    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${buf.length}`);
-    return reply.send(buf.subarray(range.start, range.end + 1));
+    const src = range === null ? m.area.bytes : m.area.bytes.subarray(range.start, range.end + 1);
+    const charged = src.length >= SNAPSHOT_CHARGE_MIN ? src.length : 0;
+    const refused = charged === 0 ? null : chargeSnapshot(engine, charged);
+    if (refused !== null) return sendBusy(engine, req, reply, refused);
+    const snap = pool.copy(src);
+    // 'close' ends every reply (sent, failed, aborted); only one that finished leaves the
+    // buffer free for reuse (an aborted socket write may still refer to it).
+    reply.raw.once('close', () => {
+      engine.budget.release(charged, 'snapshots');
+      if (reply.raw.writableFinished) pool.release(snap);
+    });
+    if (reset) k.resetCoverage(d);
+    if (range === null) return reply.send(snap);
+    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
+    return reply.send(snap);
   });
 
   r.put(`${path}/count`, {

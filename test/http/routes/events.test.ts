@@ -133,6 +133,6 @@ t.test('a thread with no enabled descriptor ignores everything; unknown kernels 
 
 t.test('the body limit is a 413 problem', async (t) => {
   const { c } = await enabled(t, 16, 0, { KCOV_BODY_LIMIT: '1024' });
-  expectProblem(t, await c.binary(1, Buffer.alloc(2048)), 413, 'EINVAL');
-  expectProblem(t, await c.events(1, { pcs: Array.from({ length: 300 }, (_, i) => i) }), 413, 'EINVAL');
+  expectProblem(t, await c.binary(1, Buffer.alloc(2048)), 413, 'E2BIG');
+  expectProblem(t, await c.events(1, { pcs: Array.from({ length: 300 }, (_, i) => i) }), 413, 'E2BIG');
 });
