@@ -1,27 +1,55 @@
 /**
  * Servers the bench drives, one per child process so the driver and the
  * server each get a core: `node dist/bench/servers.js <kind>` listens on an
- * ephemeral port and reports it over IPC.
- *   kcovd       the real app (buildApp), logger off
- *   raw-sink    node:http copying every request body into one buffer
+ * ephemeral port (and, for some kinds, a Unix socket in a fresh temp dir)
+ * and reports where over IPC.
+ *   kcovd       the real service as `npm start` starts it (src/server.ts start():
+ *               its default logging, KCOV_SOCKET listener), log lines to /dev/null
+ *   raw-sink    node:http copying every request body into one buffer (TCP and Unix socket)
  *   raw-static  node:http serving one static Buffer (GET /?size=bytes picks it)
  *   fastify     Fastify hello world
+ *   <file>#<export>  any other: `export async function x(): Promise<Endpoint>` in dist/bench/<file>
+ *               (a case module's own server, without touching this file)
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Fastify from 'fastify';
 import { loadConfig } from '../src/config.js';
-import { buildApp } from '../src/http/app.js';
+import { start as startKcovd } from '../src/server.js';
 
-const SINK_BYTES = 4 * 1024 * 1024;
-
-async function listenRaw(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<number> {
-  const server = createServer({ keepAliveTimeout: 60_000 }, handler);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as AddressInfo).port;
+export interface Endpoint {
+  origin: string;
+  /** A Unix socket serving the same app, when the kind has one. */
+  socketPath?: string;
 }
 
-async function start(kind: string): Promise<number> {
+const SINK_BYTES = 4 * 1024 * 1024;
+let tmp: string | undefined;
+function socketPath(name: string): string {
+  tmp ??= mkdtempSync(join(tmpdir(), 'kcovd-bench-'));
+  return join(tmp, name);
+}
+process.on('exit', () => {
+  if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
+});
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+async function listenRaw(handler: Handler, unix = false): Promise<Endpoint> {
+  const server = createServer({ keepAliveTimeout: 60_000 }, handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  if (!unix) return { origin };
+  const path = socketPath('raw.sock');
+  const local = createServer({ keepAliveTimeout: 60_000 }, handler);
+  await new Promise<void>((resolve) => local.listen(path, resolve));
+  return { origin, socketPath: path };
+}
+
+async function start(kind: string): Promise<Endpoint> {
   switch (kind) {
     case 'raw-sink': {
       // The floor for ingestion: read the body, copy it into memory, answer a small JSON.
@@ -38,7 +66,7 @@ async function start(kind: string): Promise<number> {
           res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
           res.end(body);
         });
-      });
+      }, true);
     }
     case 'raw-static': {
       const bodies = new Map<number, Buffer>();
@@ -57,20 +85,30 @@ async function start(kind: string): Promise<number> {
       const app = Fastify({ logger: false });
       app.get('/', async () => ({ hello: 'world' }));
       await app.listen({ port: 0, host: '127.0.0.1' });
-      return (app.server.address() as AddressInfo).port;
+      return { origin: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
     }
     case 'kcovd': {
-      const app = await buildApp({ config: loadConfig({ KCOV_NCPUS: '2', KCOV_MEMORY_LIMIT: '2G', LOG_LEVEL: 'silent' }) });
-      await app.listen({ port: 0, host: '127.0.0.1' });
-      return (app.server.address() as AddressInfo).port;
+      // As `npm start` runs it: the default log level and request logging unless the
+      // bench's own environment sets them (LOG_LEVEL=silent npm run bench compares).
+      const env: Record<string, string> = { KCOV_NCPUS: '2', KCOV_MEMORY_LIMIT: '2G', PORT: '0', HOST: '127.0.0.1', KCOV_SOCKET: socketPath('kcovd.sock') };
+      for (const k of ['LOG_LEVEL', 'KCOV_LOG_REQUESTS']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+      const config = loadConfig(env);
+      const app = await startKcovd(config);
+      return { origin: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, socketPath: config.socket! };
     }
-    default:
-      throw new Error(`unknown server kind ${kind}`);
+    default: {
+      const hash = kind.indexOf('#');
+      if (hash < 0) throw new Error(`unknown server kind ${kind}`);
+      const mod = (await import(new URL(`./${kind.slice(0, hash)}`, import.meta.url).href)) as Record<string, () => Promise<Endpoint>>;
+      const f = mod[kind.slice(hash + 1)];
+      if (typeof f !== 'function') throw new Error(`server kind ${kind}: no such export`);
+      return f();
+    }
   }
 }
 
-const port = await start(process.argv[2] ?? '');
-process.send?.({ port });
+const endpoint = await start(process.argv[2] ?? '');
+process.send?.({ endpoint });
 // The driver asks for this process's CPU time around each measurement: CPU per
 // request is the steadier number when other work shares the machine.
 process.on('message', (m: unknown) => {
