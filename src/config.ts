@@ -20,6 +20,8 @@ export interface Config {
   /** Milliseconds a request waits for open remote sections (OpenBSD kr_barrier) before ETIMEDOUT. */
   barrierTimeoutMs: number;
   logLevel: string;
+  /** Two log lines per request (Fastify's "incoming request" / "request completed") at info (KCOV_LOG_REQUESTS; default off). */
+  logRequests: boolean;
   /** Kernels the engine may hold at once (KCOV_MAX_KERNELS); past it, ENOMEM. */
   maxKernels: number;
   /** Open descriptors per kernel (KCOV_MAX_DESCRIPTORS); past it, ENOMEM. */
@@ -61,6 +63,13 @@ function int(v: string, name: string, min: number, max: number): number {
   return n;
 }
 
+function bool(v: string, name: string): boolean {
+  const s = v.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(s)) return false;
+  throw new Error(`${name}: "${v}" is not a boolean (1, true, yes, on / 0, false, no, off)`);
+}
+
 const DIALECTS = ['linux', 'openbsd', 'netbsd', 'freebsd'];
 
 /** `--port 8080` style flags override the environment's `PORT=8080`. */
@@ -95,6 +104,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     cpuAreaWords: e.KCOV_CPU_AREA_WORDS === undefined ? undefined : int(e.KCOV_CPU_AREA_WORDS, 'KCOV_CPU_AREA_WORDS', 2, 1 << 26),
     barrierTimeoutMs: e.KCOV_BARRIER_TIMEOUT_MS === undefined ? 1000 : int(e.KCOV_BARRIER_TIMEOUT_MS, 'KCOV_BARRIER_TIMEOUT_MS', 0, 600_000),
     logLevel: e.LOG_LEVEL ?? 'info',
+    logRequests: e.KCOV_LOG_REQUESTS === undefined ? false : bool(e.KCOV_LOG_REQUESTS, 'KCOV_LOG_REQUESTS'),
     ...limits(e),
   };
 }

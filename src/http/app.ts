@@ -66,6 +66,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   const app = Fastify({
     logger: opts.logger ?? false,
+    // Two lines per request cost more than a small request itself: only when asked (KCOV_LOG_REQUESTS).
+    disableRequestLogging: config.logRequests !== true,
     bodyLimit: config.bodyLimit,
     // x-request-id is honoured when it is a sane token, else replaced; genReqId decides.
     requestIdHeader: false,
