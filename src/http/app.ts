@@ -4,8 +4,8 @@
  * validate with the zod schemas, call the engine, encode.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import Fastify, { LogController, type FastifyInstance, type FastifySerializerCompiler, type FastifyServerOptions } from 'fastify';
+import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Config } from '../config.js';
 import { Engine } from '../engine/engine.js';
 import { LongPoll } from './longpoll.js';
@@ -14,6 +14,7 @@ import { registerBinaryBody } from './plugins/binary.js';
 import { registerDocs } from './plugins/docs.js';
 import { registerErrors, sendProblem } from './plugins/errors.js';
 import { registerMetrics } from './plugins/metrics.js';
+import { fastSerializerCompiler } from './serializer.js';
 import { coverageRoutes } from './routes/coverage.js';
 import { cpuRoutes } from './routes/cpus.js';
 import { descriptorRoutes } from './routes/descriptors.js';
@@ -35,6 +36,8 @@ export interface AppOptions {
   logger?: FastifyServerOptions['logger'];
   /** Identity of this start of the service (`kcovd-boot`); new each start unless a test pins it. */
   bootId?: string;
+  /** Replies' serializer compiler (tests hold the default against zod's with their own). */
+  serializerCompiler?: FastifySerializerCompiler<unknown>;
 }
 
 declare module 'fastify' {
@@ -67,7 +70,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
     // Two lines per request cost more than a small request itself: only when asked (KCOV_LOG_REQUESTS).
-    disableRequestLogging: config.logRequests !== true,
+    logController: new LogController({ disableRequestLogging: config.logRequests !== true }),
     bodyLimit: config.bodyLimit,
     // x-request-id is honoured when it is a sane token, else replaced; genReqId decides.
     requestIdHeader: false,
@@ -90,7 +93,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   // external
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(opts.serializerCompiler ?? fastSerializerCompiler);
   await registerDocs(app);
 
   // app

@@ -125,6 +125,31 @@ export function binaryBody(data: unknown): unknown {
   return isChunkedBody(data) ? data : undefined;
 }
 
+/** U64's string branch. */
+const U64_RE = /^(0[xX][0-9a-fA-F]+|[0-9]+)$/;
+
+/**
+ * An events body: binary as it is; JSON {"pcs": [U64, …]} alone (the batch a
+ * client sends most), each value a safe non-negative integer or U64's string.
+ * Other lists and anything odd go to zod.
+ */
+export function eventsBody(data: unknown): unknown {
+  if (isChunkedBody(data)) return data;
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined;
+  const b = data as { pcs?: unknown };
+  const pcs = b.pcs;
+  if (keyCount(b) !== 1 || !Array.isArray(pcs)) return undefined;
+  for (let i = 0; i < pcs.length; i++) {
+    const v: unknown = pcs[i];
+    if (typeof v === 'number') {
+      if (!Number.isSafeInteger(v) || v < 0) return undefined;
+    } else if (typeof v !== 'string' || !U64_RE.test(v)) {
+      return undefined;
+    }
+  }
+  return { pcs };
+}
+
 /** Send JSON already encoded: no serializer, no schema walk. */
 export function sendJson(reply: FastifyReply, json: string, status = 200): FastifyReply {
   if (status !== 200) reply.code(status);

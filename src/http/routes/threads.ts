@@ -6,7 +6,7 @@ import {
 import type { Engine } from '../../engine/engine.js';
 import { fail } from '../../engine/errno.js';
 import { isChunkedBody, keyOrder, noteKeyOrder } from '../plugins/binary.js';
-import { binaryBody, eventReplyJson, eventsQuery, fastValidator, sendJson, tidParams } from '../fast.js';
+import { eventReplyJson, eventsBody, eventsQuery, fastValidator, sendJson, tidParams } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 import { threadView } from '../views.js';
 
@@ -108,7 +108,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
     },
     preValidation: noteKeyOrder,
     // The hot path: fast checks in front of zod, a pre-encoded reply.
-    validatorCompiler: fastValidator({ params: tidParams, querystring: eventsQuery, body: binaryBody }),
+    validatorCompiler: fastValidator({ params: tidParams, querystring: eventsQuery, body: eventsBody }),
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const body: unknown = req.body;
