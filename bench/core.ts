@@ -49,7 +49,7 @@ export const core: BenchModule = {
           : { method: 'POST', path: `${K}/threads/${100 + c}/events?kind=pc`, headers: octet, body }),
         baseline: {
           server: 'raw-sink', via, name: `node:http copy sink${via === 'unix' ? ', Unix socket' : ''}`,
-          load: load(() => ({ method: 'POST', path: '/events', headers: octet, body })),
+          load: load(() => ({ method: 'POST', path: `/events?area=${AREA_WORDS * 8}`, headers: octet, body })),
         },
       };
     };

@@ -5,7 +5,9 @@
  * and reports where over IPC.
  *   kcovd       the real service as `npm start` starts it (src/server.ts start():
  *               its default logging, KCOV_SOCKET listener), log lines to /dev/null
- *   raw-sink    node:http copying every request body into one buffer (TCP and Unix socket)
+ *   raw-sink    node:http copying every request body into a buffer of its connection (TCP and
+ *               Unix socket); POST /events?area=BYTES sizes it as kcovd's area of that connection
+ *               is sized, so both sides write the same amount of memory
  *   raw-static  node:http serving one static Buffer (GET /?size=bytes picks it)
  *   fastify     Fastify hello world
  *   <file>#<export>  any other: `export async function x(): Promise<Endpoint>` in dist/bench/<file>
@@ -17,8 +19,6 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
-import { loadConfig } from '../src/config.js';
-import { start as startKcovd } from '../src/server.js';
 
 export interface Endpoint {
   origin: string;
@@ -53,16 +53,24 @@ async function start(kind: string): Promise<Endpoint> {
   switch (kind) {
     case 'raw-sink': {
       // The floor for ingestion: read the body, copy it into memory, answer a small JSON.
-      const sink = new Uint8Array(SINK_BYTES);
+      const sinks = new WeakMap<object, { buf: Uint8Array; at: number }>();
       return listenRaw((req, res) => {
-        let at = 0;
+        let sink = sinks.get(req.socket);
+        if (sink === undefined) {
+          const q = req.url?.indexOf('?area=') ?? -1;
+          sink = { buf: new Uint8Array(q < 0 ? SINK_BYTES : Number(req.url!.slice(q + 6))), at: 0 };
+          sinks.set(req.socket, sink);
+        }
+        const s = sink;
+        let got = 0;
         req.on('data', (chunk: Buffer) => {
-          if (at + chunk.length > sink.length) at = 0;
-          sink.set(chunk, at);
-          at += chunk.length;
+          if (s.at + chunk.length > s.buf.length) s.at = 0;
+          s.buf.set(chunk, s.at);
+          s.at += chunk.length;
+          got += chunk.length;
         });
         req.on('end', () => {
-          const body = `{"accepted":${at >>> 3},"dropped":0,"ignored":0,"count":${at >>> 3}}`;
+          const body = `{"accepted":${got >>> 3},"dropped":0,"ignored":0,"count":${s.at >>> 3}}`;
           res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
           res.end(body);
         });
@@ -92,6 +100,9 @@ async function start(kind: string): Promise<Endpoint> {
       // bench's own environment sets them (LOG_LEVEL=silent npm run bench compares).
       const env: Record<string, string> = { KCOV_NCPUS: '2', KCOV_MEMORY_LIMIT: '2G', PORT: '0', HOST: '127.0.0.1', KCOV_SOCKET: socketPath('kcovd.sock') };
       for (const k of ['LOG_LEVEL', 'KCOV_LOG_REQUESTS']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+      // Imported here: baseline processes do not load kcovd.
+      const { loadConfig } = await import('../src/config.js');
+      const { start: startKcovd } = await import('../src/server.js');
       const config = loadConfig(env);
       const app = await startKcovd(config);
       return { origin: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, socketPath: config.socket! };
