@@ -53,13 +53,20 @@ async function start(kind: string): Promise<Endpoint> {
   switch (kind) {
     case 'raw-sink': {
       // The floor for ingestion: read the body, copy it into memory, answer a small JSON.
+      // Buffers outlive connections (a free list), as kcovd's areas outlive the driver's clients:
+      // each measurement opens new connections, and a fresh buffer would page-fault on every run.
       const sinks = new WeakMap<object, { buf: Uint8Array; at: number }>();
+      const free: Array<{ buf: Uint8Array; at: number }> = [];
       return listenRaw((req, res) => {
         let sink = sinks.get(req.socket);
         if (sink === undefined) {
           const q = req.url?.indexOf('?area=') ?? -1;
-          sink = { buf: new Uint8Array(q < 0 ? SINK_BYTES : Number(req.url!.slice(q + 6))), at: 0 };
-          sinks.set(req.socket, sink);
+          const size = q < 0 ? SINK_BYTES : Number(req.url!.slice(q + 6));
+          const i = free.findIndex((f) => f.buf.length === size);
+          const got = i >= 0 ? free.splice(i, 1)[0]! : { buf: new Uint8Array(size), at: 0 };
+          sinks.set(req.socket, got);
+          req.socket.once('close', () => free.push(got));
+          sink = got;
         }
         const s = sink;
         let got = 0;
