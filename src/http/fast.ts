@@ -10,7 +10,7 @@
  */
 import type { FastifyReply, FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
-import { isChunkedBody } from './plugins/binary.js';
+import { isChunkedBody, noteBodyKeyOrder } from './plugins/binary.js';
 import { KERNEL_NAME_RE } from '../engine/names.js';
 
 type HttpPart = 'body' | 'querystring' | 'params' | 'headers';
@@ -23,9 +23,17 @@ const zodCompiler = validatorCompiler as unknown as (route: Parameters<FastifySc
  * A route-level validatorCompiler: the fast check of a part first, the zod
  * validator of the route's own schema when the check declines.
  */
-export function fastValidator(checks: Partial<Record<HttpPart, FastCheck>>): FastifySchemaCompiler<unknown> {
+export function fastValidator(checks: Partial<Record<HttpPart, FastCheck>>, opts: { bodyKeyOrder?: boolean } = {}): FastifySchemaCompiler<unknown> {
   return (route) => {
-    const slow = zodCompiler(route);
+    const zod = zodCompiler(route);
+    // Events apply in the order the client wrote the lists; zod rebuilds a body in schema order.
+    const slow = opts.bodyKeyOrder === true && route.httpPart === 'body'
+      ? (data: unknown) => {
+        const r = zod(data) as { value?: unknown };
+        noteBodyKeyOrder(r.value, data);
+        return r as ReturnType<typeof zod>;
+      }
+      : zod;
     const fast = checks[route.httpPart as HttpPart];
     if (fast === undefined) return slow;
     return (data: unknown) => {
