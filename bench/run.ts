@@ -11,14 +11,12 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { context, median, type BenchModule, type HttpCase, type MicroRow } from './cases.js';
-import { ab } from './ab.js';
 import { core } from './core.js';
 import { run, type Load, type Target } from './driver.js';
 import type { Endpoint } from './servers.js';
 
 const MODULES: BenchModule[] = [
   core,
-  ab,
 ];
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));

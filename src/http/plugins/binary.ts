@@ -15,43 +15,6 @@ export function isChunkedBody(body: unknown): body is ChunkedBody {
   return typeof body === 'object' && body !== null && Array.isArray((body as ChunkedBody).chunks);
 }
 
-// EXPERIMENT (bench A/B only): copy chunks into a pooled staging buffer as they arrive.
-const STAGING = process.env.KCOV_EXPERIMENT_STAGING === '1';
-const STAGE_BYTES = 1024 * 1024;
-const pool: Buffer[] = [];
-
-function staged(raw: import('node:http').IncomingMessage, payload: NodeJS.ReadableStream, declared: number,
-  done: (err: Error | null, body?: unknown) => void): void {
-  const buf = pool.pop() ?? Buffer.allocUnsafeSlow(STAGE_BYTES);
-  raw.once('close', () => pool.push(buf));
-  let length = 0;
-  let failed = false;
-  payload.on('data', (chunk: Buffer) => {
-    if (failed) return;
-    if (length + chunk.length > declared) {
-      failed = true;
-      done(Object.assign(new Error('bad length'), { code: 'FST_ERR_CTP_INVALID_CONTENT_LENGTH', statusCode: 400 }));
-      return;
-    }
-    buf.set(chunk, length);
-    length += chunk.length;
-  });
-  payload.on('end', () => {
-    if (failed) return;
-    if (declared !== length) {
-      failed = true;
-      done(Object.assign(new Error('bad length'), { code: 'FST_ERR_CTP_INVALID_CONTENT_LENGTH', statusCode: 400 }));
-      return;
-    }
-    done(null, { chunks: [buf.subarray(0, length)], length } satisfies ChunkedBody);
-  });
-  payload.on('error', (err: Error) => {
-    if (failed) return;
-    failed = true;
-    done(err);
-  });
-}
-
 export function registerBinaryBody(app: FastifyInstance, bodyLimit: number): void {
   app.addContentTypeParser('application/octet-stream', (req, payload, done) => {
     const declared = Number(req.headers['content-length']);
@@ -61,7 +24,6 @@ export function registerBinaryBody(app: FastifyInstance, bodyLimit: number): voi
       payload.resume();
       return;
     }
-    if (STAGING && Number.isFinite(declared) && declared <= STAGE_BYTES) return staged(req.raw, payload, declared, done);
     const chunks: Buffer[] = [];
     let length = 0;
     let failed = false;
