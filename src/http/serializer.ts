@@ -54,15 +54,24 @@ export function replyJsonSchema(schema: z.ZodType): Json | undefined {
   }
 }
 
+/** One serializer per zod schema: Problem, Descriptor … are shared by many routes and statuses. */
+const compiled = new WeakMap<z.ZodType, (data: unknown) => string>();
+
 export const fastSerializerCompiler: FastifySerializerCompiler<unknown> = (route) => {
   const schema = route.schema as unknown;
   const zod = schema instanceof z.ZodType ? schema
     : typeof schema === 'object' && schema !== null && (schema as { properties?: unknown }).properties instanceof z.ZodType
       ? (schema as { properties: z.ZodType }).properties : undefined;
+  if (zod !== undefined) {
+    const done = compiled.get(zod);
+    if (done !== undefined) return done;
+  }
   const json = zod === undefined ? undefined : replyJsonSchema(zod);
   if (json === undefined) return (zodSerializerCompiler as unknown as FastifySerializerCompiler<unknown>)(route);
   try {
-    return fastJson(json as unknown as Parameters<typeof fastJson>[0]) as (data: unknown) => string;
+    const f = fastJson(json as unknown as Parameters<typeof fastJson>[0]) as (data: unknown) => string;
+    compiled.set(zod!, f);
+    return f;
   } catch {
     return (zodSerializerCompiler as unknown as FastifySerializerCompiler<unknown>)(route);
   }
