@@ -23,6 +23,8 @@ export interface HttpCase {
   kcovd: Load;
   /** 'unix': drive kcovd over its KCOV_SOCKET listener instead of TCP. */
   via?: 'tcp' | 'unix';
+  /** Another server in kcovd's place (a floor measured against a floor); a kind of bench/servers.ts. */
+  subject?: { server: string; name: string };
   baseline: {
     /** A kind of bench/servers.ts ('raw-sink', 'raw-static', 'fastify', or 'file.js#export'). */
     server: string;

@@ -78,6 +78,12 @@ export const core: BenchModule = {
       small('PUT coverage/count', (c) => ({ ...countReset(smallFds[c]!), extra: false })),
       small('JSON batch of 200 PCs', (c, n) => refill(c, n, { method: 'POST', path: `${K}/threads/${200 + c}/events`, headers: jsonH, body: jsonBatch })),
       small('binary batch of 200 PCs', (c, n) => refill(c, n, { method: 'POST', path: `${K}/threads/${200 + c}/events?kind=pc`, headers: octet, body: batch })),
+      {
+        // Not a target: how far Fastify itself is from its hello world once a request has a JSON body.
+        ...small('floor: Fastify PUT with a JSON body', () => ({ method: 'PUT', path: '/x/3/coverage', headers: jsonH, body: '{"count":0}' })),
+        target: 0,
+        subject: { server: 'fastify', name: 'Fastify PUT' },
+      },
       small('JSON snapshot of 32 PCs', () => ({ method: 'GET', path: `${K}/descriptors/${jsonFd}/coverage`, headers: { accept: 'application/json' } })),
       {
         name: 'binary snapshot 512Ki words',

@@ -68,6 +68,9 @@ async function spawnServer(kind: string): Promise<Server> {
   return { endpoint, child };
 }
 
+/** The target column: "≥ t ✓/✗", or "floor" for a case with no target (target 0). */
+const mark = (target: number, ratio: number): string => (target === 0 ? 'floor' : `≥ ${target} ${ratio >= target ? '✓' : '✗'}`);
+
 async function main(): Promise<void> {
   const t0 = performance.now();
   const servers = new Map<string, Server>();
@@ -85,7 +88,10 @@ async function main(): Promise<void> {
     if (m.http === undefined) continue;
     for (const c of await m.http(ctx)) if (ONLY === undefined || c.name.includes(ONLY)) cases.push(c);
   }
-  for (const c of cases) await server(c.baseline.server);
+  for (const c of cases) {
+    await server(c.baseline.server);
+    if (c.subject !== undefined) await server(c.subject.server);
+  }
 
   // ---- rounds: round 0 warms up and is not counted ----
   const ratios = new Map<string, number[]>();
@@ -104,7 +110,7 @@ async function main(): Promise<void> {
       let rb = 0, rk = 0, cb = 0, ck = 0;
       for (const side of order) {
         if (side === 'b') ({ rps: rb, cpu: cb } = await measure(servers.get(c.baseline.server)!, c.baseline.via, scale(c.baseline.load)));
-        else ({ rps: rk, cpu: ck } = await measure(kcovd, c.via, scale(c.kcovd)));
+        else ({ rps: rk, cpu: ck } = await measure(c.subject === undefined ? kcovd : servers.get(c.subject.server)!, c.via, scale(c.kcovd)));
       }
       if (warm) continue;
       push(cpuRatios, c.name, cb / ck);
@@ -126,9 +132,10 @@ async function main(): Promise<void> {
     const r = ratios.get(c.name)!;
     const kib = /(\d+) KiB/.exec(c.name);
     const mbps = kib !== null ? ` (${(median(kRps.get(c.name)!) * Number(kib[1]) / 1024).toFixed(0)} MiB/s)` : '';
-    rows.push(`| ${c.name} | ${median(kRps.get(c.name)!).toFixed(0)} req/s${mbps} | ${c.baseline.name} | ${median(bRps.get(c.name)!).toFixed(0)} req/s | **${median(r).toFixed(2)}×** | ${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)} | ≥ ${c.target} ${median(r) >= c.target ? '✓' : '✗'} |`);
+    const who = c.subject === undefined ? '' : `${c.subject.name}: `;
+    rows.push(`| ${c.name} | ${who}${median(kRps.get(c.name)!).toFixed(0)} req/s${mbps} | ${c.baseline.name} | ${median(bRps.get(c.name)!).toFixed(0)} req/s | **${median(r).toFixed(2)}×** | ${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)} | ${mark(c.target, median(r))} |`);
     const cr = cpuRatios.get(c.name)!;
-    cpuRows.push(`| ${c.name} | ${median(kCpu.get(c.name)!).toFixed(1)} µs | ${c.baseline.name} | ${median(bCpu.get(c.name)!).toFixed(1)} µs | **${median(cr).toFixed(2)}×** | ${Math.min(...cr).toFixed(2)}–${Math.max(...cr).toFixed(2)} | ≥ ${c.target} ${median(cr) >= c.target ? '✓' : '✗'} |`);
+    cpuRows.push(`| ${c.name} | ${who}${median(kCpu.get(c.name)!).toFixed(1)} µs | ${c.baseline.name} | ${median(bCpu.get(c.name)!).toFixed(1)} µs | **${median(cr).toFixed(2)}×** | ${Math.min(...cr).toFixed(2)}–${Math.max(...cr).toFixed(2)} | ${mark(c.target, median(cr))} |`);
   }
 
   await Promise.all([...servers.values()].map((s) => new Promise((resolve) => {

@@ -9,7 +9,8 @@
  *               Unix socket); POST /events?area=BYTES sizes it as kcovd's area of that connection
  *               is sized, so both sides write the same amount of memory
  *   raw-static  node:http serving one static Buffer (GET /?size=bytes picks it)
- *   fastify     Fastify hello world
+ *   fastify     Fastify hello world (GET /), and PUT /x/:a/:b with a JSON body answering a
+ *               constant: Fastify's own floor for a request with a body and params
  *   <file>#<export>  any other: `export async function x(): Promise<Endpoint>` in dist/bench/<file>
  *               (a case module's own server, without touching this file)
  */
@@ -99,6 +100,7 @@ async function start(kind: string): Promise<Endpoint> {
     case 'fastify': {
       const app = Fastify({ logger: false });
       app.get('/', async () => ({ hello: 'world' }));
+      app.put('/x/:a/:b', (_req, reply) => { reply.header('content-type', 'application/json; charset=utf-8').send('{"count":0,"words":1048576}'); });
       await app.listen({ port: 0, host: '127.0.0.1' });
       return { origin: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
     }
