@@ -19,21 +19,26 @@ function enabled(log: Logger, level: string): boolean {
 }
 
 export class LazyRequestLog {
-  #child: Logger | undefined;
+  // Plain fields assigned in the constructor: one object shape, the cheapest to make per request.
+  private child_: Logger | undefined;
+  private readonly parent: Logger;
+  private readonly bindings: Bindings;
+  private readonly opts: ChildOpts;
 
-  constructor(
-    private readonly parent: Logger,
-    private readonly bindings: Bindings,
-    private readonly opts: ChildOpts,
-  ) {}
+  constructor(parent: Logger, bindings: Bindings, opts: ChildOpts) {
+    this.child_ = undefined;
+    this.parent = parent;
+    this.bindings = bindings;
+    this.opts = opts;
+  }
 
   get log(): Logger {
-    return (this.#child ??= this.parent.child(this.bindings, this.opts));
+    return (this.child_ ??= this.parent.child(this.bindings, this.opts));
   }
 
   private on(level: Level): boolean {
     // A route-level logLevel makes the child's level differ from the parent's: ask the child then.
-    if (this.#child !== undefined || this.opts.level !== undefined) return enabled(this.log, level);
+    if (this.child_ !== undefined || this.opts.level !== undefined) return enabled(this.log, level);
     return enabled(this.parent, level);
   }
 
@@ -46,7 +51,7 @@ export class LazyRequestLog {
   silent(): void {}
   child(bindings: Bindings, opts?: ChildOpts): FastifyBaseLogger { return this.log.child(bindings, opts); }
   isLevelEnabled(level: string): boolean { return enabled(this.log, level); }
-  get level(): string { return this.#child?.level ?? (this.opts.level as string | undefined) ?? this.parent.level; }
+  get level(): string { return this.child_?.level ?? (this.opts.level as string | undefined) ?? this.parent.level; }
   set level(l: string) { this.log.level = l; }
 }
 
