@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifySerializerCompiler, type FastifyServerOptions } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
-import type { Config } from '../config.js';
+import { engineOptions, type Config } from '../config.js';
 import { Engine } from '../engine/engine.js';
 import { lazyChildLogger } from './lazylog.js';
 import { LongPoll } from './longpoll.js';
@@ -53,19 +53,7 @@ const REQUEST_ID_RE = /^[\w.:@/+=-]{1,128}$/;
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { config } = opts;
-  const engine = opts.engine ?? new Engine({
-    dialect: config.dialect,
-    ncpus: config.ncpus,
-    memoryLimit: config.memoryLimit,
-    cpuAreaWords: config.cpuAreaWords,
-    maxKernels: config.maxKernels,
-    kernelCaps: {
-      maxDescriptors: config.maxDescriptors,
-      maxThreads: config.maxThreads,
-      maxRemotes: config.maxRemotes,
-      maxGuards: config.maxGuards,
-    },
-  });
+  const engine = opts.engine ?? new Engine(engineOptions(config));
   const state: AppState = { draining: false, bootId: opts.bootId ?? randomUUID() };
 
   const app = Fastify({
