@@ -26,6 +26,12 @@ export interface Load {
   job: (c: number, n: number) => Job & { extra?: boolean };
 }
 
+/** Where a load goes: a TCP origin, or a Unix socket (origin then only names the Host header). */
+export interface Target {
+  origin: string;
+  socketPath?: string;
+}
+
 export interface Result {
   /** Counted requests per second. */
   rps: number;
@@ -40,9 +46,12 @@ async function drain(body: AsyncIterable<Buffer>): Promise<number> {
   return n;
 }
 
-export async function run(origin: string, load: Load): Promise<Result> {
+export async function run(target: Target, load: Load): Promise<Result> {
   const clients = Array.from({ length: load.connections }, () =>
-    new Client(origin, { pipelining: load.pipelining, keepAliveTimeout: 60_000, bodyTimeout: 30_000, headersTimeout: 30_000 }));
+    new Client(target.origin, {
+      pipelining: load.pipelining, keepAliveTimeout: 60_000, bodyTimeout: 30_000, headersTimeout: 30_000,
+      ...(target.socketPath === undefined ? {} : { socketPath: target.socketPath }),
+    }));
   let counted = 0;
   let bytes = 0;
   let errors = 0;

@@ -3,27 +3,13 @@
  * the same bytes, and the JSON/text snapshot encoders against
  * Buffer.toString('hex') of the same area. Medians over rounds.
  */
+import { median, type MicroRow } from './cases.js';
 import { Engine } from '../src/engine/engine.js';
 import type { Kernel } from '../src/engine/kernel.js';
 import { coverageJsonBuffer, coverageTextBuffer } from '../src/http/codecs/coverage.js';
 
-export interface MicroRow {
-  name: string;
-  value: string;
-  baseline: string;
-  baselineValue: string;
-  /** Throughput ratio, kcovd over baseline (> 1: kcovd faster). */
-  ratio: number;
-  min: number;
-  max: number;
-  target: string;
-}
+export type { MicroRow };
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** Seconds per call of f, timed over enough calls to last about `ms`. */
 function timePerCall(f: () => void, ms: number): number {

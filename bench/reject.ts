@@ -5,6 +5,7 @@
  * >= 0.5). Before validation stopped at the first issues, one such body kept
  * the event loop for minutes and ran the heap out of memory.
  */
+import type { BenchModule } from './cases.js';
 import type { Load } from './driver.js';
 
 export interface RejectCase {
@@ -57,3 +58,12 @@ export function rejectCases(opts: { fd: number; tid: number; areaWords: number; 
     },
   }];
 }
+
+/** The module npm run bench registers: one descriptor of its own on the default kernel. */
+export const reject: BenchModule = {
+  name: 'reject',
+  async http(ctx) {
+    const words = 4 * 1024 * 1024;
+    return rejectCases({ fd: await ctx.tracedFd(400, words), tid: 400, areaWords: words, durationMs: ctx.durationMs });
+  },
+};

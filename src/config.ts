@@ -13,6 +13,7 @@ type Kind =
   | { readonly type: 'int'; readonly min: number; readonly max: number }
   | { readonly type: 'size' }
   | { readonly type: 'string' }
+  | { readonly type: 'bool' }
   | { readonly type: 'dialect' };
 
 interface SettingRow {
@@ -125,11 +126,17 @@ export const SETTINGS = [
     doc: 'ms a shutdown keeps accepting connections (answering `/readyz` 503 and other requests 503 EBUSY) before it stops listening',
   },
   { env: 'LOG_LEVEL', key: 'logLevel', kind: { type: 'string' }, default: 'info', shown: '`info`', doc: 'pino level of the structured JSON logs on stdout' },
+  {
+    env: 'KCOV_LOG_REQUESTS', key: 'logRequests', kind: { type: 'bool' }, default: 'false', shown: '`false`',
+    doc: 'two log lines per request ("incoming request", "request completed", with `reqId`) at `info`: `1`/`true`/`yes`/`on`. Off by default: they cost more than a small request (see [Performance](performance.md))',
+  },
 ] as const satisfies readonly SettingRow[];
 
 type Row = (typeof SETTINGS)[number];
 type ValueOf<R extends Row> = R['kind']['type'] extends 'dialect'
   ? DialectName
+  : R['kind']['type'] extends 'bool'
+    ? boolean
   : R['kind']['type'] extends 'string'
     ? R['default'] extends undefined ? string | undefined : string
     : R['default'] extends undefined ? number | undefined : number;
@@ -159,7 +166,8 @@ function int(v: string, name: string, min: number, max: number): number {
 }
 
 function parseSetting(row: SettingRow, v: string | undefined): unknown {
-  if (v === undefined) return typeof row.default === 'function' ? row.default() : row.default;
+  if (v === undefined && row.kind.type !== 'bool') return typeof row.default === 'function' ? row.default() : row.default;
+  if (v === undefined) return parseSetting(row, String(row.default));
   const k = row.kind;
   switch (k.type) {
     case 'int':
@@ -170,6 +178,12 @@ function parseSetting(row: SettingRow, v: string | undefined): unknown {
       const d = v.toLowerCase();
       if (!isDialectName(d)) throw new Error(`${row.env}: "${d}" is not one of ${DIALECT_NAMES.join(', ')}`);
       return d;
+    }
+    case 'bool': {
+      const b = v.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(b)) return true;
+      if (['0', 'false', 'no', 'off', ''].includes(b)) return false;
+      throw new Error(`${row.env}: "${v}" is not a boolean (1, true, yes, on / 0, false, no, off)`);
     }
     case 'string':
       // An empty optional string is unset (KCOV_TOKEN= turns auth off).

@@ -23,7 +23,7 @@ interface LogLine {
 
 t.test('SIGTERM under load: every accepted request is answered, exit 0', async (t) => {
   const child = spawn(process.execPath, [SERVER], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', KCOV_NCPUS: '2', KCOV_TOKEN: '' },
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', KCOV_LOG_REQUESTS: '1', KCOV_NCPUS: '2', KCOV_TOKEN: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

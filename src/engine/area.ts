@@ -85,24 +85,39 @@ export class Area {
    * chunks. Copies only what fits, then moves the count once.
    */
   appendChunks(chunks: readonly Uint8Array[], records: number, stride: number): number {
-    const count = this.count;
-    const left = this.capacity(stride) - count;
+    // The hot path of every binary batch: the count read once from its halves, no getter or setter calls.
+    const u32 = this.u32;
+    const hi = u32[1]!;
+    const count = hi === 0 ? u32[0]! : hi * TWO32 + u32[0]!;
+    const left = (stride === PC_STRIDE ? this.pcCapacity : stride === CMP_STRIDE ? this.cmpCapacity : this.capacity(stride)) - count;
     const take = left <= 0 ? 0 : records < left ? records : left;
     if (take === 0) return 0;
+    const bytes = this.bytes;
     let need = take * stride * WORD;
     let at = (1 + count * stride) * WORD;
-    for (let i = 0; i < chunks.length && need > 0; i++) {
-      const chunk = chunks[i]!;
-      if (chunk.length <= need) {
-        this.bytes.set(chunk, at);
-        at += chunk.length;
-        need -= chunk.length;
-      } else {
-        this.bytes.set(chunk.subarray(0, need), at);
-        need = 0;
+    const first = chunks[0]!;
+    if (chunks.length === 1 && first.length === need) {
+      bytes.set(first, at);
+    } else {
+      for (let i = 0; i < chunks.length && need > 0; i++) {
+        const chunk = chunks[i]!;
+        if (chunk.length <= need) {
+          bytes.set(chunk, at);
+          at += chunk.length;
+          need -= chunk.length;
+        } else {
+          bytes.set(chunk.subarray(0, need), at);
+          need = 0;
+        }
       }
     }
-    this.count = count + take;
+    const n = count + take;
+    if (n < TWO32) {
+      u32[0] = n;
+      u32[1] = 0;
+    } else {
+      this.count = n;
+    }
     return take;
   }
 

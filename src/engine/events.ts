@@ -158,6 +158,19 @@ function segmentWords(seg: Segment): Uint32Array {
 
 /** Apply decoded segments to a target, in order. Never throws. */
 export function applySegments(target: TraceTarget | null, segments: readonly Segment[]): EventResult {
+  // Nearly every batch: one segment of the traced kind, no KCOV_UNIQUE_ENABLE. One copy, one result.
+  if (segments.length === 1 && target !== null && target.unique === undefined) {
+    const seg = segments[0]!;
+    if (seg.kind === target.mode && seg.records > 0) {
+      const took = target.area.appendChunks(seg.chunks, seg.records, seg.kind === 'cmp' ? CMP_STRIDE : PC_STRIDE);
+      return { accepted: took, dropped: seg.records - took, ignored: 0, count: target.area.count };
+    }
+  }
+  return applyEach(target, segments);
+}
+
+/** The general case, kept apart so the fast path above stays small enough to inline. */
+function applyEach(target: TraceTarget | null, segments: readonly Segment[]): EventResult {
   const r: EventResult = { accepted: 0, dropped: 0, ignored: 0, count: null };
   let traced = false;
   for (const seg of segments) {

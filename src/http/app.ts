@@ -4,17 +4,18 @@
  * validate with the zod schemas, call the engine, encode.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { serializerCompiler } from 'fastify-type-provider-zod';
+import Fastify, { LogController, type FastifyInstance, type FastifySerializerCompiler, type FastifyServerOptions } from 'fastify';
 import { engineOptions, type Config } from '../config.js';
 import { Engine } from '../engine/engine.js';
+import { lazyChildLogger } from './lazylog.js';
 import { LongPoll } from './longpoll.js';
-import { OPEN_ROUTES, registerAuth } from './plugins/auth.js';
+import { OPEN_ROUTES, authCheck } from './plugins/auth.js';
 import { registerBinaryBody } from './plugins/binary.js';
 import { registerDocs } from './plugins/docs.js';
 import { clientErrorHandler, frameworkErrors, registerErrors, sendProblem } from './plugins/errors.js';
 import { registerLimits, serverOptions, type InFlight } from './plugins/limits.js';
 import { registerMetrics } from './plugins/metrics.js';
+import { fastSerializerCompiler } from './serializer.js';
 import { coverageRoutes } from './routes/coverage.js';
 import { cpuRoutes } from './routes/cpus.js';
 import { descriptorRoutes } from './routes/descriptors.js';
@@ -37,6 +38,8 @@ export interface AppOptions {
   logger?: FastifyServerOptions['logger'];
   /** Identity of this start of the service (`kcovd-boot`); new each start unless a test pins it. */
   bootId?: string;
+  /** Replies' serializer compiler (tests hold the default against zod's with their own). */
+  serializerCompiler?: FastifySerializerCompiler<unknown>;
 }
 
 declare module 'fastify' {
@@ -57,6 +60,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   const app = Fastify({
     logger: opts.logger ?? false,
+    // Two lines per request cost more than a small request itself: only when asked (KCOV_LOG_REQUESTS).
+    logController: new LogController({ disableRequestLogging: config.logRequests !== true }),
+    // req.log's pino child is made on its first line, not for every request.
+    childLoggerFactory: opts.logger === undefined || opts.logger === false ? undefined : lazyChildLogger,
     bodyLimit: config.bodyLimit,
     // x-request-id is honoured when it is a sane token, else replaced; genReqId decides.
     requestIdHeader: false,
@@ -82,15 +89,17 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   // external
   app.setValidatorCompiler(boundedValidatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(opts.serializerCompiler ?? fastSerializerCompiler);
   await registerDocs(app);
 
   // app
   registerErrors(app, engine);
   registerBinaryBody(app, config.bodyLimit);
   app.decorate('inflight', registerLimits(app, engine, config));
-  // Callback-style hooks: on every request, an async hook would cost a promise and a tick.
-  // One hook for the request id and draining (before auth: a draining server turns everyone away).
+  // One callback-style hook for everything every request pays before routing on: request id and
+  // boot id headers, the boot check, draining (before auth: a draining server turns everyone away),
+  // then the bearer token. An async hook would cost a promise and a tick; separate hooks a call each.
+  const auth = authCheck(engine, config.token);
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id).header('kcovd-boot', state.bootId);
     const boot = req.headers['if-kcovd-boot'];
@@ -98,11 +107,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       // A client that outlived a restart must not touch what others opened since.
       return sendProblem(engine, req, reply, 'ESTALE', `if-kcovd-boot ${JSON.stringify(boot)} names another start of the service; this one is ${state.bootId}`);
     }
-    if (!state.draining || OPEN_ROUTES.has(req.routeOptions.url ?? '')) return done();
-    reply.header('connection', 'close').header('retry-after', '1');
-    sendProblem(engine, req, reply, 'EBUSY', 'the server is shutting down', 503);
+    if (state.draining && !OPEN_ROUTES.has(req.routeOptions.url ?? '')) {
+      reply.header('connection', 'close').header('retry-after', '1');
+      return sendProblem(engine, req, reply, 'EBUSY', 'the server is shutting down', 503);
+    }
+    if (auth !== undefined && !auth(req, reply)) return;
+    done();
   });
-  registerAuth(app, engine, config.token);
   registerMetrics(app, engine);
 
   // routes

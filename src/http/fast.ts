@@ -10,7 +10,7 @@
  */
 import type { FastifyReply, FastifySchemaCompiler } from 'fastify';
 import { boundedValidatorCompiler } from './validate.js';
-import { isChunkedBody } from './plugins/binary.js';
+import { isChunkedBody, noteBodyKeyOrder } from './plugins/binary.js';
 import { KERNEL_NAME_RE } from '../wire/names.js';
 
 type HttpPart = 'body' | 'querystring' | 'params' | 'headers';
@@ -23,9 +23,17 @@ const zodCompiler = boundedValidatorCompiler as unknown as (route: Parameters<Fa
  * A route-level validatorCompiler: the fast check of a part first, the zod
  * validator of the route's own schema when the check declines.
  */
-export function fastValidator(checks: Partial<Record<HttpPart, FastCheck>>): FastifySchemaCompiler<unknown> {
+export function fastValidator(checks: Partial<Record<HttpPart, FastCheck>>, opts: { bodyKeyOrder?: boolean } = {}): FastifySchemaCompiler<unknown> {
   return (route) => {
-    const slow = zodCompiler(route);
+    const zod = zodCompiler(route);
+    // Events apply in the order the client wrote the lists; zod rebuilds a body in schema order.
+    const slow = opts.bodyKeyOrder === true && route.httpPart === 'body'
+      ? (data: unknown) => {
+        const r = zod(data) as { value?: unknown };
+        noteBodyKeyOrder(r.value, data);
+        return r as ReturnType<typeof zod>;
+      }
+      : zod;
     const fast = checks[route.httpPart as HttpPart];
     if (fast === undefined) return slow;
     return (data: unknown) => {
@@ -123,6 +131,31 @@ export function ioctlBody(data: unknown): unknown {
 /** A binary events body passes as it is (its schema is z.any()); JSON bodies go to zod. */
 export function binaryBody(data: unknown): unknown {
   return isChunkedBody(data) ? data : undefined;
+}
+
+/** U64's string branch. */
+const U64_RE = /^(0[xX][0-9a-fA-F]+|[0-9]+)$/;
+
+/**
+ * An events body: binary as it is; JSON {"pcs": [U64, …]} alone (the batch a
+ * client sends most), each value a safe non-negative integer or U64's string.
+ * Other lists and anything odd go to zod.
+ */
+export function eventsBody(data: unknown): unknown {
+  if (isChunkedBody(data)) return data;
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined;
+  const b = data as { pcs?: unknown };
+  const pcs = b.pcs;
+  if (keyCount(b) !== 1 || !Array.isArray(pcs)) return undefined;
+  for (let i = 0; i < pcs.length; i++) {
+    const v: unknown = pcs[i];
+    if (typeof v === 'number') {
+      if (!Number.isSafeInteger(v) || v < 0) return undefined;
+    } else if (typeof v !== 'string' || !U64_RE.test(v)) {
+      return undefined;
+    }
+  }
+  return { pcs };
 }
 
 /** Send JSON already encoded: no serializer, no schema walk. */

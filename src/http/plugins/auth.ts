@@ -7,7 +7,7 @@
  * HTTP-level exception like 413), with WWW-Authenticate: Bearer (RFC 6750).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Engine } from '../../engine/engine.js';
 import { sendProblem } from './errors.js';
 
@@ -20,18 +20,23 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
 }
 
-export function registerAuth(app: FastifyInstance, engine: Engine, token: string | undefined): void {
-  if (token === undefined) return;
+/**
+ * The bearer check app.ts runs inside its one onRequest hook (no hook, no
+ * promise of its own): true when the request may go on, false when the 401
+ * has been sent. Undefined when there is no token.
+ */
+export function authCheck(engine: Engine, token: string | undefined): ((req: FastifyRequest, reply: FastifyReply) => boolean) | undefined {
+  if (token === undefined) return undefined;
   const want = digest(token);
-  app.addHook('onRequest', async (req, reply) => {
-    if (OPEN_ROUTES.has(req.routeOptions.url ?? '')) return;
+  return (req, reply) => {
     const header = req.headers.authorization;
     const m = typeof header === 'string' ? BEARER_RE.exec(header) : null;
-    if (m !== null && timingSafeEqual(digest(m[1]!), want)) return;
+    if (m !== null && timingSafeEqual(digest(m[1]!), want)) return true;
+    if (OPEN_ROUTES.has(req.routeOptions.url ?? '')) return true;
     reply.header('www-authenticate', m === null ? 'Bearer realm="kcovd"' : 'Bearer realm="kcovd", error="invalid_token"');
     sendProblem(engine, req, reply, 'EACCES', m === null
       ? 'this server needs Authorization: Bearer <KCOV_TOKEN>'
       : 'the bearer token is not this server\'s KCOV_TOKEN', 401);
-    return reply;
-  });
+    return false;
+  };
 }

@@ -68,6 +68,15 @@ export function noteKeyOrder(req: { body: unknown }, _reply: unknown, done: () =
   done();
 }
 
-export function keyOrder(req: object): string[] | undefined {
-  return (req as Record<symbol, string[] | undefined>)[KEY_ORDER];
+/** Note on a validated body the key order of the body it came from (the validator does it: no hook). */
+export function noteBodyKeyOrder(value: unknown, raw: unknown): void {
+  if (typeof value === 'object' && value !== null && typeof raw === 'object' && raw !== null && !Array.isArray(raw) && !isChunkedBody(raw)) {
+    (value as Record<symbol, string[]>)[KEY_ORDER] = Object.keys(raw);
+  }
+}
+
+export function keyOrder(req: { body?: unknown }): string[] | undefined {
+  const body = req.body;
+  const onBody = typeof body === 'object' && body !== null ? (body as Record<symbol, string[] | undefined>)[KEY_ORDER] : undefined;
+  return onBody ?? (req as Record<symbol, string[] | undefined>)[KEY_ORDER];
 }

@@ -5,9 +5,10 @@
  * (latency per route, bytes in and out) are recorded by hooks.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { Engine } from '../../engine/engine.js';
 import { isChunkedBody } from './binary.js';
+import { HttpMetrics } from './http-metrics.js';
 
 /** The route pattern (bounded label set); "unmatched" for 404s. */
 function routeOf(req: FastifyRequest): string {
@@ -76,41 +77,15 @@ export function createMetrics(engine: Engine): Registry {
 
 export function registerMetrics(app: FastifyInstance, engine: Engine): Registry {
   const register = createMetrics(engine);
-  const registers = [register];
-  const latency = new Histogram({
-    name: 'kcovd_http_request_duration_seconds',
-    help: 'Time from request to response, per route.',
-    labelNames: ['method', 'route', 'status'],
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30],
-    registers,
+  // Per-request figures are plain numbers on the request path (http-metrics.ts), read at scrape time.
+  const http = new HttpMetrics([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30]);
+  http.register(register, {
+    latency: ['kcovd_http_request_duration_seconds', 'Time from request to response, per route.'],
+    bytesIn: ['kcovd_http_request_bytes_total', 'Request body bytes received, per route.'],
+    bytesOut: ['kcovd_http_response_bytes_total', 'Response body bytes sent, per route.'],
   });
-  const inBytes = new Counter({
-    name: 'kcovd_http_request_bytes_total', help: 'Request body bytes received, per route.', labelNames: ['route'], registers,
-  });
-  const outBytes = new Counter({
-    name: 'kcovd_http_response_bytes_total', help: 'Response body bytes sent, per route.', labelNames: ['route'], registers,
-  });
-
-  // Label children are looked up once per (method, route, status): prom-client hashes labels on every call otherwise.
-  type Children = { latency: { observe(v: number): void }; in: { inc(v: number): void }; out: { inc(v: number): void } };
-  const children = new Map<string, Children>();
   app.addHook('onResponse', (req, reply, done) => {
-    const route = routeOf(req);
-    const key = `${req.method} ${route} ${reply.statusCode}`;
-    let c = children.get(key);
-    if (c === undefined) {
-      c = {
-        latency: latency.labels({ method: req.method, route, status: String(reply.statusCode) }),
-        in: inBytes.labels({ route }),
-        out: outBytes.labels({ route }),
-      };
-      children.set(key, c);
-    }
-    c.latency.observe(reply.elapsedTime / 1000);
-    const i = bytesIn(req);
-    if (i > 0) c.in.inc(i);
-    const o = bytesOut(reply);
-    if (o > 0) c.out.inc(o);
+    http.entry(req.method, routeOf(req), reply.statusCode).observe(reply.elapsedTime / 1000, bytesIn(req), bytesOut(reply));
     done();
   });
 

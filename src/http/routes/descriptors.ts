@@ -5,7 +5,7 @@ import {
 } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
 import { waitOut } from '../barrier.js';
-import { fastValidator, ioctlBody, ioctlParams, sendJson } from '../fast.js';
+import { fastValidator, fdParams, ioctlBody, ioctlParams, sendJson } from '../fast.js';
 import { descriptorView } from '../views.js';
 
 export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Engine; barrierMs?: number }): Promise<void> {
@@ -33,6 +33,7 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
 
   r.get(`${base}/:fd`, {
     schema: { tags: ['descriptors'], summary: 'state of one descriptor', params: FdParams, response: { 200: DescriptorView, ...problems(404) } },
+    validatorCompiler: fastValidator({ params: fdParams }),
   }, async (req) => descriptorView(engine.kernel(req.params.kernel).descriptor(req.params.fd)));
 
   r.delete(`${base}/:fd`, {
