@@ -13,6 +13,8 @@ export interface Config {
   memoryLimit: number;
   /** Bearer token; every route but /healthz and /readyz needs it when set. */
   token: string | undefined;
+  /** KCOV_DOCS_PUBLIC: /docs and /openapi.json answer without the token; the API stays protected. */
+  docsPublic: boolean;
   /** Largest request body in bytes. */
   bodyLimit: number;
   /** Words of each per-CPU remote area. */
@@ -61,6 +63,15 @@ function int(v: string, name: string, min: number, max: number): number {
   return n;
 }
 
+/** true/1/yes/on or false/0/no/off (absent: false). */
+function bool(v: string | undefined, name: string): boolean {
+  if (v === undefined || v === '') return false;
+  const s = v.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+  if (['0', 'false', 'no', 'off'].includes(s)) return false;
+  throw new Error(`${name}: "${v}" is not true or false`);
+}
+
 const DIALECTS = ['linux', 'openbsd', 'netbsd', 'freebsd'];
 
 /** `--port 8080` style flags override the environment's `PORT=8080`. */
@@ -91,6 +102,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     ncpus: e.KCOV_NCPUS === undefined ? Math.min(availableParallelism(), 64) : int(e.KCOV_NCPUS, 'KCOV_NCPUS', 1, 1024),
     memoryLimit: e.KCOV_MEMORY_LIMIT === undefined ? 1024 ** 3 : parseSize(e.KCOV_MEMORY_LIMIT, 'KCOV_MEMORY_LIMIT'),
     token: e.KCOV_TOKEN === undefined || e.KCOV_TOKEN === '' ? undefined : e.KCOV_TOKEN,
+    docsPublic: bool(e.KCOV_DOCS_PUBLIC, 'KCOV_DOCS_PUBLIC'),
     bodyLimit: e.KCOV_BODY_LIMIT === undefined ? 64 * 1024 ** 2 : parseSize(e.KCOV_BODY_LIMIT, 'KCOV_BODY_LIMIT'),
     cpuAreaWords: e.KCOV_CPU_AREA_WORDS === undefined ? undefined : int(e.KCOV_CPU_AREA_WORDS, 'KCOV_CPU_AREA_WORDS', 2, 1 << 26),
     barrierTimeoutMs: e.KCOV_BARRIER_TIMEOUT_MS === undefined ? 1000 : int(e.KCOV_BARRIER_TIMEOUT_MS, 'KCOV_BARRIER_TIMEOUT_MS', 0, 600_000),

@@ -89,7 +89,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // external
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  await registerDocs(app);
+  await registerDocs(app, { docsPublic: config.docsPublic });
 
   // app
   registerErrors(app, engine);

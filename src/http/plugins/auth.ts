@@ -24,7 +24,7 @@ export function registerAuth(app: FastifyInstance, engine: Engine, token: string
   if (token === undefined) return;
   const want = digest(token);
   app.addHook('onRequest', async (req, reply) => {
-    if (OPEN_ROUTES.has(req.routeOptions.url ?? '')) return;
+    if (OPEN_ROUTES.has(req.routeOptions.url ?? '') || (req.routeOptions.config as { public?: boolean }).public === true) return;
     const header = req.headers.authorization;
     const m = typeof header === 'string' ? BEARER_RE.exec(header) : null;
     if (m !== null && timingSafeEqual(digest(m[1]!), want)) return;

@@ -2,10 +2,14 @@
  * GET /metrics in the Prometheus text format (prom-client). Each app has its
  * own Registry, so tests can build many apps in one process. Engine figures
  * (records per kernel, areas, memory) are read at scrape time; HTTP figures
- * (latency per route, bytes in and out) are recorded by hooks.
+ * (latency per route, bytes in and out) are recorded by hooks. Process and
+ * Node.js figures (prom-client's default metrics: RSS, CPU, heap, GC, handles,
+ * event-loop lag) describe the one process, so they are made once and shared
+ * by every app's registry.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
 import { isChunkedBody } from './binary.js';
 
@@ -25,10 +29,26 @@ function bytesOut(reply: FastifyReply): number {
   return Number.isFinite(n) && n > 0 ? n : 0;
 }
 
+let processRegistry: Registry | undefined;
+
+/**
+ * prom-client's default metrics, once per process: each collectDefaultMetrics call
+ * starts its own event-loop delay histogram and GC observer that are never stopped,
+ * and the observer would keep its registry (and an app's engine) alive.
+ */
+function processMetrics(): Registry {
+  if (processRegistry === undefined) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry, eventLoopMonitoringPrecision: 10 });
+  }
+  return processRegistry;
+}
+
 export function createMetrics(engine: Engine): Registry {
   const registers = [new Registry()];
   const register = registers[0]!;
   const kernels = () => [...engine.kernels.values()];
+  for (const m of processMetrics().getMetricsAsArray()) register.registerMetric(m as unknown as Parameters<Registry["registerMetric"]>[0]);
 
   new Counter({
     name: 'kcovd_records_total',
@@ -115,7 +135,14 @@ export function registerMetrics(app: FastifyInstance, engine: Engine): Registry 
   });
 
   app.get('/metrics', {
-    schema: { tags: ['service'], summary: 'Prometheus metrics (text exposition format)' },
+    schema: {
+      tags: ['service'],
+      summary: 'Prometheus metrics (text exposition format)',
+      description: 'kcovd_* figures per kernel and per route, and the process: process_resident_memory_bytes, ' +
+        'process_cpu_seconds_total, nodejs_heap_size_used_bytes, nodejs_gc_duration_seconds, nodejs_eventloop_lag_seconds ' +
+        '(and its p50/p90/p99 from a 10 ms monitor) and the rest of prom-client\'s default metrics.',
+      response: { 200: { description: 'the metrics', content: { 'text/plain': { schema: z.string().describe('Prometheus text format 0.0.4') } } } },
+    },
   }, async (_req, reply) => {
     const text = await register.metrics();
     return reply.type(register.contentType).send(text);
