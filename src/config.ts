@@ -15,6 +15,10 @@ export interface Config {
   token: string | undefined;
   /** KCOV_DOCS_PUBLIC: /docs and /openapi.json answer without the token; the API stays protected. */
   docsPublic: boolean;
+  /** KCOV_COMPRESS: reply compression, off / text (JSON and text) / all (binary too). */
+  compress: 'off' | 'text' | 'all';
+  /** KCOV_COMPRESS_THRESHOLD: smallest reply body compressed, in bytes. */
+  compressThreshold: number;
   /** Largest request body in bytes. */
   bodyLimit: number;
   /** Words of each per-CPU remote area. */
@@ -72,6 +76,12 @@ function bool(v: string | undefined, name: string): boolean {
   throw new Error(`${name}: "${v}" is not true or false`);
 }
 
+function compressMode(v: string | undefined): 'off' | 'text' | 'all' {
+  const s = (v ?? 'text').trim().toLowerCase();
+  if (s === 'off' || s === 'text' || s === 'all') return s;
+  throw new Error(`KCOV_COMPRESS: "${v}" is not off, text or all`);
+}
+
 const DIALECTS = ['linux', 'openbsd', 'netbsd', 'freebsd'];
 
 /** `--port 8080` style flags override the environment's `PORT=8080`. */
@@ -103,6 +113,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     memoryLimit: e.KCOV_MEMORY_LIMIT === undefined ? 1024 ** 3 : parseSize(e.KCOV_MEMORY_LIMIT, 'KCOV_MEMORY_LIMIT'),
     token: e.KCOV_TOKEN === undefined || e.KCOV_TOKEN === '' ? undefined : e.KCOV_TOKEN,
     docsPublic: bool(e.KCOV_DOCS_PUBLIC, 'KCOV_DOCS_PUBLIC'),
+    compress: compressMode(e.KCOV_COMPRESS),
+    compressThreshold: e.KCOV_COMPRESS_THRESHOLD === undefined ? 1024 : parseSize(e.KCOV_COMPRESS_THRESHOLD, 'KCOV_COMPRESS_THRESHOLD'),
     bodyLimit: e.KCOV_BODY_LIMIT === undefined ? 64 * 1024 ** 2 : parseSize(e.KCOV_BODY_LIMIT, 'KCOV_BODY_LIMIT'),
     cpuAreaWords: e.KCOV_CPU_AREA_WORDS === undefined ? undefined : int(e.KCOV_CPU_AREA_WORDS, 'KCOV_CPU_AREA_WORDS', 2, 1 << 26),
     barrierTimeoutMs: e.KCOV_BARRIER_TIMEOUT_MS === undefined ? 1000 : int(e.KCOV_BARRIER_TIMEOUT_MS, 'KCOV_BARRIER_TIMEOUT_MS', 0, 600_000),

@@ -11,6 +11,7 @@ import { Engine } from '../engine/engine.js';
 import { LongPoll } from './longpoll.js';
 import { OPEN_ROUTES, registerAuth } from './plugins/auth.js';
 import { registerBinaryBody } from './plugins/binary.js';
+import { registerCompression } from './plugins/compress.js';
 import { registerDocs } from './plugins/docs.js';
 import { registerErrors, sendProblem } from './plugins/errors.js';
 import { registerMetrics } from './plugins/metrics.js';
@@ -89,6 +90,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // external
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  await registerCompression(app, { mode: config.compress, threshold: config.compressThreshold, bodyLimit: config.bodyLimit });
   await registerDocs(app, { docsPublic: config.docsPublic });
 
   // app

@@ -113,6 +113,10 @@ const TITLES: Record<string, string> = {
 };
 
 const HEADERS = {
+  etag: {
+    description: 'weak tag of the snapshot (a digest of the bytes the reply is made of); send it back in If-None-Match',
+    schema: { type: 'string' },
+  },
   'kcovd-boot': {
     description: 'identity of this start of the service; send it back as `if-kcovd-boot` to be refused (412 ESTALE) after a restart',
     schema: { type: 'string' },
@@ -210,6 +214,19 @@ function optionalBodies(op: Json): void {
     }
   }
   if (optional) op.requestBody.required = false;
+}
+
+/** An operation that answers 304: its ETag on the replies, its conditional request headers. */
+function conditional(op: Json, rs: Json): void {
+  for (const s of ['200', '206', '304']) {
+    if (rs[s] !== undefined && rs[s].$ref === undefined) rs[s].headers = { ...rs[s].headers, etag: { $ref: '#/components/headers/etag' } };
+  }
+  op.parameters.push(
+    { name: 'if-none-match', in: 'header', required: false, schema: { type: 'string' },
+      description: 'ETags (or *) the client holds; the current one answers 304 with no body, unless the request has a side effect (reset=true). With ?wait, the poll answers 304 when nothing changed in the wait' },
+    { name: 'if-range', in: 'header', required: false, schema: { type: 'string' },
+      description: 'ETags here are weak, so an If-Range never matches: the whole area is sent instead of the Range' },
+  );
 }
 
 function collectRefs(v: unknown, out: Set<string>): void {
@@ -321,6 +338,7 @@ export function finishDocument(doc: Json, opts: FinishOptions = {}): Json {
       for (const s of statusesOf(path, method, op, isOpen)) {
         if (rs[String(s)] === undefined) rs[String(s)] = { $ref: `#/components/responses/${ERRORS[s]!.name}` };
       }
+      if (rs['304'] !== undefined) conditional(op, rs);
       op.responses = Object.fromEntries(Object.entries(rs).sort(([a], [b]) => Number(a) - Number(b)));
 
       const ex = opts.examples?.[key];

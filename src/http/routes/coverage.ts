@@ -1,13 +1,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { CountBody, CountReply, CoverageJson, CoverageQuery, FdParams, problems } from '../../../schemas/index.js';
+import { CountBody, CountReply, CoverageJson, CoverageQuery, FdParams, NoContent, problems } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
 import { coverageJsonBuffer, coverageTextBuffer, negotiate, parseRange } from '../codecs/coverage.js';
 import { countBody, coverageQuery, fastValidator, fdParams, sendJson } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 import { sendProblem } from '../plugins/errors.js';
 import { SnapshotPool } from '../codecs/snapshot-pool.js';
+import { noneMatch, snapshotTag } from '../plugins/etag.js';
+import { strideOf } from '../../engine/area.js';
 
 export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
   const { engine } = opts;
@@ -38,6 +40,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
           },
         },
         206: { description: 'part of the area', content: { 'application/octet-stream': { schema: BinaryBody } } },
+        304: NoContent.describe('Not Modified: If-None-Match names the ETag the area has now (never with ?reset=true)'),
         ...problems(400, 404, 416, 507),
       },
     },
@@ -50,6 +53,11 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     const format = req.query.format ?? negotiate(req.headers.accept);
     const mode = req.query.mode ?? m.mode;
     const reset = req.query.reset === 'true' || req.query.reset === '1';
+    // The tag of what this reply is made of; a read with a side effect (reset) is never 304.
+    const tag = format === 'binary' ? snapshotTag(m.area.bytes, 'binary')
+      : snapshotTag(m.trace.bytes.subarray(0, (1 + m.trace.visible(strideOf(mode)) * strideOf(mode)) * 8), `${format} ${mode} ${m.trace.words}`);
+    reply.header('etag', tag);
+    if (!reset && noneMatch(req.headers['if-none-match'], tag)) return reply.code(304).send();
     // Every format is encoded from the area at this instant, before any reset.
     let payload: Buffer;
     if (format === 'binary') {
@@ -68,7 +76,8 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     if (format === 'text') return reply.header('content-type', 'text/plain; charset=utf-8').send(payload);
     const buf = payload as Buffer;
     reply.header('accept-ranges', 'bytes').type('application/octet-stream');
-    const range = parseRange(req.headers.range, buf.length);
+    // If-Range needs a strong validator; ours are weak, so it always means "the whole area".
+    const range = req.headers['if-range'] !== undefined ? null : parseRange(req.headers.range, buf.length);
     if (range === 'unsatisfiable') {
       reply.header('content-range', `bytes */${buf.length}`);
       return sendProblem(engine, req, reply, 'EINVAL', `Range ${req.headers.range} is outside the ${buf.length}-byte area`, 416);
