@@ -92,6 +92,10 @@ t.test('a real socket: Accept-Encoding gzip of a large JSON snapshot gets Conten
   const doc = JSON.parse(gunzipSync(res.body).toString());
   t.equal(doc.pcs.length, 60_000);
   t.ok(res.body.length < 400_000, `60k PCs in ${res.body.length} bytes on the wire`);
+  // The streamed (compressed) reply has no Content-Length; the metric counts what was sent.
+  const metrics = (await app.inject({ url: '/metrics' })).body;
+  const sent = Number(/^kcovd_http_response_bytes_total\{route="\/v1\/kernels\/:kernel\/descriptors\/:fd\/coverage"\} (\d+)/m.exec(metrics)?.[1]);
+  t.equal(sent, res.body.length, 'response bytes are the encoded bytes');
 });
 
 t.test('gzip request bodies: decoded before parsing, limited by their decoded size', async (t) => {
@@ -109,6 +113,8 @@ t.test('gzip request bodies: decoded before parsing, limited by their decoded si
   t.equal(json(b).accepted, 3, 'gzip binary events');
   const d = await events(deflateSync(pcs(0x60)), { 'content-type': 'application/octet-stream', 'content-encoding': 'deflate' });
   t.equal(json(d).accepted, 1, 'deflate');
+  const received = /^kcovd_http_request_bytes_total\{route="\/v1\/kernels\/:kernel\/threads\/:tid\/events"\} (\d+)/m.exec((await app.inject({ url: '/metrics' })).body);
+  t.ok(Number(received?.[1]) > 0, 'request bytes of encoded bodies are counted');
   t.same((await c.cover(fd)).pcs, ['0x10', '0x20', '0x30', '0x40', '0x50', '0x60']);
 
   // 64 MiB of zeros is 64 kB of gzip: past the 1 MiB limit once decoded, so 413, and nothing applied.

@@ -36,6 +36,13 @@ export interface CompressOptions {
 const TEXT_TYPES = /^(?:text\/(?!event-stream)|application\/(?:[\w.+-]+\+)?json)/i;
 const BINARY_TYPES = /^application\/octet-stream/i;
 
+const ENCODED_LENGTH = Symbol('kcovd.encodedLength');
+
+/** Content-Length of an encoded request body as it came (its decoded size is what the parsers count). */
+export function encodedLength(req: object): number | undefined {
+  return (req as Record<symbol, number | undefined>)[ENCODED_LENGTH];
+}
+
 function httpError(message: string, statusCode: number, code: string): Error {
   return Object.assign(new Error(message), { statusCode, code });
 }
@@ -102,6 +109,7 @@ export async function registerCompression(app: FastifyInstance, opts: CompressOp
     }
     // The parsers count (and limit) the decoded bytes; Content-Length counted the encoded ones.
     const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared)) (req as unknown as Record<symbol, number>)[ENCODED_LENGTH] = declared;
     delete req.raw.headers['content-length'];
     done(null, decoded(payload, decoder, opts.bodyLimit, declared));
   });

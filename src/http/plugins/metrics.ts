@@ -8,10 +8,12 @@
  * by every app's registry.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Transform, pipeline } from 'node:stream';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
 import { isChunkedBody } from './binary.js';
+import { encodedLength } from './compress.js';
 
 /** The route pattern (bounded label set); "unmatched" for 404s. */
 function routeOf(req: FastifyRequest): string {
@@ -19,14 +21,35 @@ function routeOf(req: FastifyRequest): string {
 }
 
 function bytesIn(req: FastifyRequest): number {
-  const n = Number(req.headers['content-length']);
+  const n = encodedLength(req) ?? Number(req.headers['content-length']);
   if (Number.isFinite(n) && n > 0) return n;
   return isChunkedBody(req.body) ? req.body.length : 0;
 }
 
+const STREAMED = Symbol('kcovd.streamedBytes');
+
+/** Body bytes sent: Content-Length, or what a streamed (compressed) body counted on its way out. */
 function bytesOut(reply: FastifyReply): number {
   const n = Number(reply.getHeader('content-length'));
-  return Number.isFinite(n) && n > 0 ? n : 0;
+  if (Number.isFinite(n) && n > 0) return n;
+  return (reply as unknown as Record<symbol, number | undefined>)[STREAMED] ?? 0;
+}
+
+/** A stream body (a compressed reply has no Content-Length) is counted as it flows. */
+function countStreamed(_req: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, p: unknown) => void): void {
+  // Duck-typed: the compression plugin's streams come from readable-stream, not node:stream.
+  const p = payload as { pipe?: unknown; on?: unknown } | null;
+  if (p === null || typeof p !== 'object' || typeof p.pipe !== 'function' || typeof p.on !== 'function') return done(null, payload);
+  const r = reply as unknown as Record<symbol, number>;
+  r[STREAMED] = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      r[STREAMED]! += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  pipeline(payload as NodeJS.ReadableStream, counter, () => {});
+  done(null, counter);
 }
 
 let processRegistry: Registry | undefined;
@@ -109,6 +132,11 @@ export function registerMetrics(app: FastifyInstance, engine: Engine): Registry 
   });
   const outBytes = new Counter({
     name: 'kcovd_http_response_bytes_total', help: 'Response body bytes sent, per route.', labelNames: ['route'], registers,
+  });
+
+  // After the compression plugin's own onSend (per route), so what is counted is what is sent.
+  app.addHook('onRoute', (route) => {
+    route.onSend = route.onSend === undefined ? [countStreamed] : [...(Array.isArray(route.onSend) ? route.onSend : [route.onSend]), countStreamed];
   });
 
   // Label children are looked up once per (method, route, status): prom-client hashes labels on every call otherwise.
