@@ -101,7 +101,18 @@ Decisions where the kernels have no HTTP counterpart:
 - \`GET …/coverage?wait=MS&since=N\` long-polls: it answers as soon as the count differs from N, or
   after MS (at most KCOV_MAX_WAIT) with the unchanged area.
 - Syscalls are not emulated, so an ioctl itself produces no coverage (real Linux traces KCOV_RESET_TRACE's
-  return path).`;
+  return path).
+
+HTTP around it:
+- Authentication: with KCOV_TOKEN set, every route but /healthz and /readyz needs \`Authorization: Bearer <token>\`
+  (the \`bearer\` scheme; Swagger UI's Authorize). KCOV_DOCS_PUBLIC=true leaves /docs and /openapi.json open while
+  the API stays protected.
+- Compression: JSON, problem+json and text replies of at least KCOV_COMPRESS_THRESHOLD bytes (default 1024) are
+  gzip- or deflate-encoded as Accept-Encoding allows; binary only with KCOV_COMPRESS=all, and a 206 part never.
+  Request bodies may be \`Content-Encoding: gzip\`, \`deflate\` or \`br\`; KCOV_BODY_LIMIT applies to the decoded size
+  (413 past it), another coding is 415.
+- Coverage snapshots carry a weak ETag; \`If-None-Match\` with the current one answers 304 with no body (also after a
+  long-poll that saw no change), never on a read with \`reset=true\`. \`If-Range\` always gets the whole area.`;
 
 const DESCRIPTOR = {
   fd: 3, state: 'TRACE_PC', mode: 'pc', words: 65536, count: 0, capacity: 65535, owner: 100, closed: false, remote: null,
