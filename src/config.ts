@@ -14,6 +14,7 @@ type Kind =
   | { readonly type: 'size' }
   | { readonly type: 'string' }
   | { readonly type: 'bool' }
+  | { readonly type: 'enum'; readonly values: readonly string[] }
   | { readonly type: 'dialect' };
 
 interface SettingRow {
@@ -23,7 +24,7 @@ interface SettingRow {
   readonly key: string;
   readonly kind: Kind;
   /** Value when unset: a value, undefined (the setting is then off), or computed at start-up. */
-  readonly default: number | string | undefined | (() => number);
+  readonly default: number | string | boolean | undefined | (() => number);
   /** The default as the docs write it. */
   readonly shown: string;
   /** What it does (markdown, one table cell). */
@@ -58,8 +59,12 @@ export const SETTINGS = [
     doc: 'bearer token every route but `/healthz` and `/readyz` requires (401 otherwise); see [Operations](operations.md#authentication)',
   },
   {
+    env: 'KCOV_DOCS_PUBLIC', key: 'docsPublic', kind: { type: 'bool' }, default: false, shown: '`false`',
+    doc: '`true`: `/docs` and `/openapi.json` answer without the token while the API stays protected; see [OpenAPI](openapi.md#docs-with-authentication)',
+  },
+  {
     env: 'KCOV_BODY_LIMIT', key: 'bodyLimit', kind: { type: 'size' }, default: 64 * 1024 ** 2, shown: '`64M`',
-    doc: 'largest request body. Past it: **413** problem+json (errno E2BIG), and nothing is stored',
+    doc: 'largest request body (of an encoded body, its decoded size). Past it: **413** problem+json (errno E2BIG), and nothing is stored',
   },
   {
     env: 'KCOV_JSON_LIMIT', key: 'jsonLimit', kind: { type: 'size' }, default: 4 * 1024 ** 2, shown: '`4M`',
@@ -68,6 +73,14 @@ export const SETTINGS = [
   {
     env: 'KCOV_INFLIGHT_LIMIT', key: 'inflightLimit', kind: { type: 'size' }, default: 128 * 1024 ** 2, shown: '`128M`',
     doc: 'bytes of request bodies all requests together may hold while they arrive (also charged to `KCOV_MEMORY_LIMIT`; JSON at 24×). Past it: **503 EBUSY** with `Retry-After`; see [limits](limits.md)',
+  },
+  {
+    env: 'KCOV_COMPRESS', key: 'compress', kind: { type: 'enum', values: ['off', 'text', 'all'] }, default: 'text', shown: '`text`',
+    doc: 'reply compression as `Accept-Encoding` allows: `off`, `text` (JSON, problem+json and text) or `all` (binary too); see [OpenAPI](openapi.md#compression)',
+  },
+  {
+    env: 'KCOV_COMPRESS_THRESHOLD', key: 'compressThreshold', kind: { type: 'size' }, default: 1024, shown: '`1024`',
+    doc: 'smallest reply body that is compressed, in bytes',
   },
   {
     env: 'KCOV_CPU_AREA_WORDS', key: 'cpuAreaWords', kind: { type: 'int', min: 2, max: 1 << 26 }, default: undefined, shown: "dialect's own",
@@ -135,6 +148,8 @@ export const SETTINGS = [
 type Row = (typeof SETTINGS)[number];
 type ValueOf<R extends Row> = R['kind']['type'] extends 'dialect'
   ? DialectName
+  : R['kind'] extends { readonly type: 'enum'; readonly values: readonly (infer V)[] }
+    ? V
   : R['kind']['type'] extends 'bool'
     ? boolean
   : R['kind']['type'] extends 'string'
@@ -184,6 +199,11 @@ function parseSetting(row: SettingRow, v: string | undefined): unknown {
       if (['1', 'true', 'yes', 'on'].includes(b)) return true;
       if (['0', 'false', 'no', 'off', ''].includes(b)) return false;
       throw new Error(`${row.env}: "${v}" is not a boolean (1, true, yes, on / 0, false, no, off)`);
+    }
+    case 'enum': {
+      const x = v.trim().toLowerCase();
+      if (!k.values.includes(x)) throw new Error(`${row.env}: "${v}" is not ${k.values.join(', ')}`);
+      return x;
     }
     case 'string':
       // An empty optional string is unset (KCOV_TOKEN= turns auth off).

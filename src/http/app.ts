@@ -11,6 +11,7 @@ import { lazyChildLogger } from './lazylog.js';
 import { LongPoll } from './longpoll.js';
 import { OPEN_ROUTES, authCheck } from './plugins/auth.js';
 import { registerBinaryBody } from './plugins/binary.js';
+import { registerCompression } from './plugins/compress.js';
 import { registerDocs } from './plugins/docs.js';
 import { clientErrorHandler, frameworkErrors, registerErrors, sendProblem } from './plugins/errors.js';
 import { registerLimits, serverOptions, type InFlight } from './plugins/limits.js';
@@ -90,7 +91,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // external
   app.setValidatorCompiler(boundedValidatorCompiler);
   app.setSerializerCompiler(opts.serializerCompiler ?? fastSerializerCompiler);
-  await registerDocs(app);
+  await registerCompression(app, { mode: config.compress, threshold: config.compressThreshold, bodyLimit: config.bodyLimit });
+  await registerDocs(app, { docsPublic: config.docsPublic });
 
   // app
   registerErrors(app, engine);

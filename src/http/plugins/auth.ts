@@ -32,7 +32,9 @@ export function authCheck(engine: Engine, token: string | undefined): ((req: Fas
     const header = req.headers.authorization;
     const m = typeof header === 'string' ? BEARER_RE.exec(header) : null;
     if (m !== null && timingSafeEqual(digest(m[1]!), want)) return true;
-    if (OPEN_ROUTES.has(req.routeOptions.url ?? '')) return true;
+    // Checked after the token: the common, authorised request never builds routeOptions.
+    const route = req.routeOptions;
+    if (OPEN_ROUTES.has(route.url ?? '') || (route.config as { public?: boolean }).public === true) return true;
     reply.header('www-authenticate', m === null ? 'Bearer realm="kcovd"' : 'Bearer realm="kcovd", error="invalid_token"');
     sendProblem(engine, req, reply, 'EACCES', m === null
       ? 'this server needs Authorization: Bearer <KCOV_TOKEN>'

@@ -4,6 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { finishDocument, type Examples } from './openapi-doc.js';
 
 /** Marks a content type whose body is raw bytes (little-endian words). */
 export const BinaryBody = z.any().meta({ kcovdBinary: true });
@@ -26,7 +27,8 @@ function contentToJson(content: Content): Record<string, { schema: unknown }> {
     const zs = schema as z.ZodType;
     const meta = typeof zs?.meta === 'function' ? zs.meta() : undefined;
     if (meta !== undefined && (meta as { kcovdBinary?: boolean }).kcovdBinary === true) {
-      out[type] = { schema: { type: 'string', format: 'binary', description: zs.description } };
+      // format: binary (OAS 3.0 tools, Swagger UI's file picker) and contentMediaType (OAS 3.1): raw bytes, not a JSON string.
+      out[type] = { schema: { type: 'string', format: 'binary', contentMediaType: type, description: zs.description } };
     } else if (type.startsWith('text/')) {
       out[type] = { schema: { type: 'string', description: zs.description } };
     } else {
@@ -99,9 +101,79 @@ Decisions where the kernels have no HTTP counterpart:
 - \`GET …/coverage?wait=MS&since=N\` long-polls: it answers as soon as the count differs from N, or
   after MS (at most KCOV_MAX_WAIT) with the unchanged area.
 - Syscalls are not emulated, so an ioctl itself produces no coverage (real Linux traces KCOV_RESET_TRACE's
-  return path).`;
+  return path).
 
-export async function registerDocs(app: FastifyInstance): Promise<void> {
+HTTP around it:
+- Authentication: with KCOV_TOKEN set, every route but /healthz and /readyz needs \`Authorization: Bearer <token>\`
+  (the \`bearer\` scheme; Swagger UI's Authorize). KCOV_DOCS_PUBLIC=true leaves /docs and /openapi.json open while
+  the API stays protected.
+- Compression: JSON, problem+json and text replies of at least KCOV_COMPRESS_THRESHOLD bytes (default 1024) are
+  gzip- or deflate-encoded as Accept-Encoding allows; binary only with KCOV_COMPRESS=all, and a 206 part never.
+  Request bodies may be \`Content-Encoding: gzip\`, \`deflate\` or \`br\`; KCOV_BODY_LIMIT applies to the decoded size
+  (413 past it), another coding is 415.
+- Coverage snapshots carry a weak ETag; \`If-None-Match\` with the current one answers 304 with no body (also after a
+  long-poll that saw no change), never on a read with \`reset=true\`. \`If-Range\` always gets the whole area.`;
+
+const DESCRIPTOR = {
+  fd: 3, state: 'TRACE_PC', mode: 'pc', words: 65536, count: 0, capacity: 65535, owner: 100, closed: false, remote: null,
+};
+const KERNEL = {
+  name: 'k1', boot: '3f6c2a9e-8d1b-4c57-9a0e-2b7d4e1f6a80', dialect: 'linux', ncpus: 2, descriptors: 1, threads: 1, remotes: 0,
+  memory: 524288, max_entries: 268435455, min_entries: 2, config: { CONFIG_KCOV_ENABLE_COMPARISONS: true, CONFIG_KCOV_UNIQUE: true },
+};
+const K = '/v1/kernels/{kernel}';
+const JSON_ = 'application/json';
+
+/** Examples of the main bodies, by "METHOD /path" and media type (checked against the schemas by redocly lint). */
+export const EXAMPLES: Record<string, Examples> = {
+  'GET /v1/kernels': { response: { 200: { [JSON_]: { kernels: [KERNEL], memory: { used: 524288, limit: 1073741824 } } } } },
+  'POST /v1/kernels': { request: { [JSON_]: { name: 'k1', dialect: 'linux', ncpus: 2 } }, response: { 201: { [JSON_]: { ...KERNEL, descriptors: 0, threads: 0, memory: 0 } } } },
+  [`GET ${K}`]: { response: { 200: { [JSON_]: KERNEL } } },
+  [`POST ${K}/descriptors`]: {
+    request: { [JSON_]: { tid: 100 } },
+    response: { 201: { [JSON_]: { ...DESCRIPTOR, state: 'DISABLED', mode: null, words: null, count: null, capacity: null, owner: null } } },
+  },
+  [`GET ${K}/descriptors/{fd}`]: { response: { 200: { [JSON_]: DESCRIPTOR } } },
+  [`POST ${K}/descriptors/{fd}/ioctl/{cmd}`]: {
+    request: { [JSON_]: { tid: 100, arg: 'pc' } },
+    response: { 200: { [JSON_]: { ret: 0, descriptor: DESCRIPTOR } } },
+  },
+  [`POST ${K}/threads/{tid}/events`]: {
+    request: { [JSON_]: { pcs: ['0xffffffff81000010', '0xffffffff81000020'], sites: ['net/ipv4/tcp.c:123'] } },
+    response: { 200: { [JSON_]: { accepted: 3, dropped: 0, ignored: 0, count: 3 } } },
+  },
+  [`GET ${K}/descriptors/{fd}/coverage`]: {
+    response: {
+      200: {
+        [JSON_]: { mode: 'pc', count: 3, words: 65536, pcs: ['0xffffffff81000010', '0xffffffff81000020', '0x864378d0dcd5504f'] },
+        'text/plain': '0xffffffff81000010\n0xffffffff81000020\n0x864378d0dcd5504f\n',
+      },
+    },
+  },
+  [`PUT ${K}/descriptors/{fd}/coverage/count`]: { request: { [JSON_]: { count: 0 } }, response: { 200: { [JSON_]: { count: 0, words: 65536 } } } },
+  [`PUT ${K}/threads/{tid}`]: {
+    request: { [JSON_]: { pid: 100 } },
+    response: { 201: { [JSON_]: { tid: 101, pid: 100, fd: null, handle: null, section: null, silenced: false, mode: 'DISABLED' } } },
+  },
+};
+
+/** Docs routes: open without the token when KCOV_DOCS_PUBLIC is set. */
+function isDocsRoute(url: string): boolean {
+  return url === '/openapi.json' || url === '/docs' || url.startsWith('/docs/');
+}
+
+export interface DocsOptions {
+  /** KCOV_DOCS_PUBLIC: /docs and /openapi.json answer without the bearer token; the API stays protected. */
+  docsPublic?: boolean;
+}
+
+export async function registerDocs(app: FastifyInstance, opts: DocsOptions = {}): Promise<void> {
+  if (opts.docsPublic === true) {
+    // The auth hook lets routes whose config says public through; only the documents are marked so.
+    app.addHook('onRoute', (route) => {
+      if (isDocsRoute(route.url)) route.config = { ...(route.config as object), public: true } as typeof route.config;
+    });
+  }
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -117,7 +189,8 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
       ],
     },
     transform,
-    transformObject: jsonSchemaTransformObject,
+    transformObject: (arg) => finishDocument(jsonSchemaTransformObject(arg) as Record<string, unknown>, { examples: EXAMPLES }) as ReturnType<typeof jsonSchemaTransformObject>,
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+  // Swagger UI shows Authorize for the bearer scheme; the token is kept across reloads.
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', persistAuthorization: true } });
 }

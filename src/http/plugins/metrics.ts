@@ -2,12 +2,18 @@
  * GET /metrics in the Prometheus text format (prom-client). Each app has its
  * own Registry, so tests can build many apps in one process. Engine figures
  * (records per kernel, areas, memory) are read at scrape time; HTTP figures
- * (latency per route, bytes in and out) are recorded by hooks.
+ * (latency per route, bytes in and out) are recorded by hooks. Process and
+ * Node.js figures (prom-client's default metrics: RSS, CPU, heap, GC, handles,
+ * event-loop lag) describe the one process, so they are made once and shared
+ * by every app's registry.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Transform, pipeline } from 'node:stream';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
 import { isChunkedBody } from './binary.js';
+import { encodedLength } from './compress.js';
 import { HttpMetrics } from './http-metrics.js';
 
 /** The route pattern (bounded label set); "unmatched" for 404s. */
@@ -16,20 +22,57 @@ function routeOf(req: FastifyRequest): string {
 }
 
 function bytesIn(req: FastifyRequest): number {
-  const n = Number(req.headers['content-length']);
+  const n = encodedLength(req) ?? Number(req.headers['content-length']);
   if (Number.isFinite(n) && n > 0) return n;
   return isChunkedBody(req.body) ? req.body.length : 0;
 }
 
+const STREAMED = Symbol('kcovd.streamedBytes');
+
+/** Body bytes sent: Content-Length, or what a streamed (compressed) body counted on its way out. */
 function bytesOut(reply: FastifyReply): number {
   const n = Number(reply.getHeader('content-length'));
-  return Number.isFinite(n) && n > 0 ? n : 0;
+  if (Number.isFinite(n) && n > 0) return n;
+  return (reply as unknown as Record<symbol, number | undefined>)[STREAMED] ?? 0;
+}
+
+/** A stream body (a compressed reply has no Content-Length) is counted as it flows. */
+function countStreamed(_req: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, p: unknown) => void): void {
+  // Duck-typed: the compression plugin's streams come from readable-stream, not node:stream.
+  const p = payload as { pipe?: unknown; on?: unknown } | null;
+  if (p === null || typeof p !== 'object' || typeof p.pipe !== 'function' || typeof p.on !== 'function') return done(null, payload);
+  const r = reply as unknown as Record<symbol, number>;
+  r[STREAMED] = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      r[STREAMED]! += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  pipeline(payload as NodeJS.ReadableStream, counter, () => {});
+  done(null, counter);
+}
+
+let processRegistry: Registry | undefined;
+
+/**
+ * prom-client's default metrics, once per process: each collectDefaultMetrics call
+ * starts its own event-loop delay histogram and GC observer that are never stopped,
+ * and the observer would keep its registry (and an app's engine) alive.
+ */
+function processMetrics(): Registry {
+  if (processRegistry === undefined) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry, eventLoopMonitoringPrecision: 10 });
+  }
+  return processRegistry;
 }
 
 export function createMetrics(engine: Engine): Registry {
   const registers = [new Registry()];
   const register = registers[0]!;
   const kernels = () => [...engine.kernels.values()];
+  for (const m of processMetrics().getMetricsAsArray()) register.registerMetric(m as unknown as Parameters<Registry["registerMetric"]>[0]);
 
   new Counter({
     name: 'kcovd_records_total',
@@ -84,13 +127,24 @@ export function registerMetrics(app: FastifyInstance, engine: Engine): Registry 
     bytesIn: ['kcovd_http_request_bytes_total', 'Request body bytes received, per route.'],
     bytesOut: ['kcovd_http_response_bytes_total', 'Response body bytes sent, per route.'],
   });
+  // After the compression plugin's own onSend (per route), so what is counted is what is sent.
+  app.addHook('onRoute', (route) => {
+    route.onSend = route.onSend === undefined ? [countStreamed] : [...(Array.isArray(route.onSend) ? route.onSend : [route.onSend]), countStreamed];
+  });
   app.addHook('onResponse', (req, reply, done) => {
     http.entry(req.method, routeOf(req), reply.statusCode).observe(reply.elapsedTime / 1000, bytesIn(req), bytesOut(reply));
     done();
   });
 
   app.get('/metrics', {
-    schema: { tags: ['service'], summary: 'Prometheus metrics (text exposition format)' },
+    schema: {
+      tags: ['service'],
+      summary: 'Prometheus metrics (text exposition format)',
+      description: 'kcovd_* figures per kernel and per route, and the process: process_resident_memory_bytes, ' +
+        'process_cpu_seconds_total, nodejs_heap_size_used_bytes, nodejs_gc_duration_seconds, nodejs_eventloop_lag_seconds ' +
+        '(and its p50/p90/p99 from a 10 ms monitor) and the rest of prom-client\'s default metrics.',
+      response: { 200: { description: 'the metrics', content: { 'text/plain': { schema: z.string().describe('Prometheus text format 0.0.4') } } } },
+    },
   }, async (_req, reply) => {
     const text = await register.metrics();
     return reply.type(register.contentType).send(text);

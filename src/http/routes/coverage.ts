@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { CountBody, CountReply, CoverageJson, CoverageQuery, FdParams, problems } from '../../../schemas/index.js';
+import { CountBody, CountReply, CoverageJson, CoverageQuery, FdParams, NoContent, problems } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
 import { coverageJsonBuffer, coverageStream, coverageTextBuffer, negotiate, parseRange, STREAM_RECORDS, streamCopyBytes } from '../codecs/coverage.js';
 import { strideOf } from '../../engine/area.js';
@@ -10,6 +10,7 @@ import { countBody, coverageQuery, fastValidator, fdParams, sendJson } from '../
 import { BinaryBody } from '../plugins/docs.js';
 import { sendProblem } from '../plugins/errors.js';
 import { SnapshotPool } from '../codecs/snapshot-pool.js';
+import { noneMatch, snapshotTag } from '../plugins/etag.js';
 
 export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
   const { engine } = opts;
@@ -40,6 +41,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
           },
         },
         206: { description: 'part of the area', content: { 'application/octet-stream': { schema: BinaryBody } } },
+        304: NoContent.describe('Not Modified: If-None-Match names the ETag the area has now (never with ?reset=true)'),
         ...problems(400, 404, 416, 507),
       },
     },
@@ -52,6 +54,11 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     const format = req.query.format ?? negotiate(req.headers.accept);
     const mode = req.query.mode ?? m.mode;
     const reset = req.query.reset === 'true' || req.query.reset === '1';
+    // The tag of what this reply is made of; a read with a side effect (reset) is never 304.
+    const tag = format === 'binary' ? snapshotTag(m.area.bytes, 'binary')
+      : snapshotTag(m.trace.bytes.subarray(0, (1 + m.trace.visible(strideOf(mode)) * strideOf(mode)) * 8), `${format} ${mode} ${m.trace.words}`);
+    reply.header('etag', tag);
+    if (!reset && noneMatch(req.headers['if-none-match'], tag)) return reply.code(304).send();
     // Every format is encoded from the area at this instant, before any reset. A large
     // snapshot is a copy charged to KCOV_MEMORY_LIMIT until its reply is over; past the
     // budget it is 503 EBUSY (retry once other snapshots are read).
@@ -83,7 +90,8 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     }
     const size = m.area.bytes.length;
     reply.header('accept-ranges', 'bytes').type('application/octet-stream');
-    const range = parseRange(req.headers.range, size);
+    // If-Range needs a strong validator; ours are weak, so it always means "the whole area".
+    const range = req.headers['if-range'] !== undefined ? null : parseRange(req.headers.range, size);
     if (range === 'unsatisfiable') {
       if (reset) k.resetCoverage(d);
       reply.header('content-range', `bytes */${size}`);

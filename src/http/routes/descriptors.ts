@@ -20,7 +20,7 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
       summary: 'open the kcov device',
       body: DescriptorOpen.nullish(),
       params: KernelParams,
-      response: { 201: DescriptorView, ...problems(400, 404) },
+      response: { 201: DescriptorView, ...problems(400, 404, 507) },
     },
   }, async (req, reply) => {
     const d = engine.kernel(req.params.kernel).open(req.body?.tid);

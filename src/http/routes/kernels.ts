@@ -22,7 +22,7 @@ export async function kernelRoutes(app: FastifyInstance, opts: { engine: Engine;
       tags: ['kernels'],
       summary: 'create a kernel of a dialect',
       body: KernelCreate,
-      response: { 201: KernelView, ...problems(400, 409, 501) },
+      response: { 201: KernelView, ...problems(400, 409, 501, 507) },
     },
   }, async (req, reply) => {
     const k = engine.createKernel({ name: req.body.name, dialect: req.body.dialect, ncpus: req.body.ncpus, maxEntries: req.body.max_entries, config: req.body.config });

@@ -29,7 +29,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
       summary: 'create a thread (fork/clone); 200 with the thread when it already exists in the same process',
       params: TidParams,
       body: ThreadPut.nullish(),
-      response: { 200: ThreadView, 201: ThreadView, ...problems(400, 404, 409) },
+      response: { 200: ThreadView, 201: ThreadView, ...problems(400, 404, 409, 507) },
     },
   }, async (req, reply) => {
     const { thread, created } = engine.kernel(req.params.kernel).createThread(req.params.tid, req.body?.pid, req.body?.parent);
@@ -55,7 +55,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
       description: 'The section stays open until DELETE; the thread\'s events go where the dialect sends them meanwhile.',
       params: TidParams,
       body: SectionBody,
-      response: { 200: ThreadView, ...problems(400, 404, 409, 501) },
+      response: { 200: ThreadView, ...problems(400, 404, 409, 501, 507) },
     },
   }, async (req) => threadView(engine.kernel(req.params.kernel).remotes.enterThreadSection(req.params.tid, req.body)));
 
@@ -73,7 +73,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
       tags: ['threads'],
       summary: 'NetBSD kcov_silence_enter',
       params: TidParams,
-      response: { 200: ThreadView, ...problems(404, 501) },
+      response: { 200: ThreadView, ...problems(404, 501, 507) },
     },
   }, async (req) => threadView(engine.kernel(req.params.kernel).remotes.silence(req.params.tid, true)));
 
@@ -104,7 +104,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
           'application/octet-stream': { schema: BinaryBody.describe('packed records: PCs, or type/arg1/arg2/pc quadruples') },
         },
       },
-      response: { 200: EventReply, ...problems(400, 404, 413, 415) },
+      response: { 200: EventReply, ...problems(400, 404, 413, 415, 507) },
     },
     // The hot path: fast checks in front of zod (which notes the body's key order), a pre-encoded reply.
     validatorCompiler: fastValidator({ params: tidParams, querystring: eventsQuery, body: eventsBody }, { bodyKeyOrder: true }),
