@@ -14,7 +14,9 @@
  *    open descriptor is the one in the fd table;
  *  - counts: every count word is at most the area's capacity unless userspace
  *    wrote it past capacity (PUT count); writers never push it there;
- *  - sections: a CPU section never outlives the request that ran it.
+ *  - sections: a CPU section never outlives the request that ran it;
+ *  - cover: the union tables are consistent and charged, and no area count
+ *    went below its folded mark outside the kernel's gate (cover/union.ts).
  */
 import { Area } from './area.js';
 import type { Engine } from './engine.js';
@@ -27,7 +29,7 @@ export function checkInvariants(engine: Engine): string[] {
   let sum = 0;
   for (const [name, k] of engine.kernels) {
     if (k.name !== name) out.push(`kernel filed as "${name}" is named "${k.name}"`);
-    sum += k.memory;
+    sum += k.memory + k.cover.bytes;
     checkKernel(k, out);
   }
   if (budget.used !== sum) out.push(`budget.used ${budget.used} != sum of kernel memory ${sum}`);
@@ -41,6 +43,7 @@ function checkKernel(k: Kernel, out: string[]): void {
   for (const b of k.liveBuffers) live += b.byteLength;
   if (k.memory !== live) out.push(`${at}: memory ${k.memory} != bytes of live buffers ${live}`);
   if (k.badFrees !== 0) out.push(`${at}: ${k.badFrees} frees of buffers that were not live`);
+  k.cover.check(at, out);
 
   // Reachability: every Area anywhere in the kernel's object graph.
   const reachable = reachableBuffers(k);
@@ -92,7 +95,7 @@ function checkOwner(k: Kernel, d: Descriptor, out: string[]): void {
 /** Buffers of every Area reachable from the kernel's own state (dialect data included). */
 function reachableBuffers(k: Kernel): Set<ArrayBuffer> {
   const found = new Set<ArrayBuffer>();
-  const skip = new Set<unknown>([k.dialect, k.liveBuffers, k.countWritten, (k as unknown as { guards: unknown }).guards]);
+  const skip = new Set<unknown>([k.dialect, k.liveBuffers, k.countWritten, k.cover, (k as unknown as { guards: unknown }).guards]);
   const seen = new Set<object>();
   const stack: unknown[] = [];
   for (const key of Object.keys(k)) {

@@ -4,6 +4,7 @@
  * kernel owns the shared mechanics (tables, allocation, event application).
  */
 import { Area, WORD, type TraceMode } from './area.js';
+import { CoverUnion } from './cover/union.js';
 import type { Command, Dialect, Mapping, RemoteSpec, SectionLeave, SectionSite } from './dialect.js';
 import { fail } from './errno.js';
 import { applySegments, binarySegment, decodeJsonEvents, type EventResult, type Segment } from './events.js';
@@ -23,6 +24,8 @@ export interface KernelOptions {
   readonly config?: Readonly<Record<string, boolean>> | undefined;
   /** Caps that keep a kernel bounded (KCOV_MAX_*); past each, ENOMEM. Unlimited when absent. */
   readonly limits?: KernelCaps | undefined;
+  /** Fleet name of the cover union; the kernel's name when absent. */
+  readonly corpus?: string | undefined;
 }
 
 /** Service caps on a kernel's tables; not kernel rules, so they fail with ENOMEM like an allocation would. */
@@ -86,6 +89,8 @@ export class Kernel {
   /** [K] change listeners (long-poll); called after anything that may move a count. */
   private readonly listeners = new Set<() => void>();
 
+  /** [K] cumulative coverage; settled before and resynced after every gated operation (see cover/union.ts). */
+  readonly cover: CoverUnion;
   private readonly budget: MemoryBudget;
   /** [K] fds are never reused, so a stale fd fails with EBADF instead of reaching a newer file. */
   private nextFd = 3;
@@ -107,6 +112,21 @@ export class Kernel {
     for (const c of opts.dialect.commands) {
       this.commandsByName.set(c.name, c);
       this.commandsByNr.set(c.nr, c);
+    }
+    this.cover = new CoverUnion(this, opts.budget, opts.corpus ?? opts.name);
+  }
+
+  /**
+   * The one gate of every change that is not an append: a count lowered or
+   * written, an area re-initialised, re-mapped or freed. Pending records are
+   * folded into the cover union first; the marks are resynced after.
+   */
+  gated<T>(fn: () => T): T {
+    this.cover.settle();
+    try {
+      return fn();
+    } finally {
+      this.cover.resync();
     }
   }
 
@@ -169,7 +189,7 @@ export class Kernel {
     this.descriptors.delete(fd);
     d.closed = true;
     try {
-      this.dialect.close(this, d);
+      this.gated(() => this.dialect.close(this, d));
     } catch (e) {
       // The dialect refused before changing anything (it would block): still open.
       d.closed = false;
@@ -193,7 +213,7 @@ export class Kernel {
       fail(this.dialect.unknownCommand, `ioctl ${cmd}: not a ${this.dialect.name} kcov request`);
     }
     const thread = this.thread(tid);
-    const ret = command.run({ kernel: this, d, thread, arg });
+    const ret = this.gated(() => command.run({ kernel: this, d, thread, arg }));
     this.changed();
     return { ret, descriptor: d };
   }
@@ -208,7 +228,7 @@ export class Kernel {
   /** `cover[0] = count` from userspace. */
   setCount(d: Descriptor, count: number): Mapping {
     const m = this.mapping(d);
-    m.trace.count = count;
+    this.gated(() => (m.trace.count = count));
     if (count > m.trace.capacity(1)) this.countWritten.add(m.trace.buffer);
     this.changed();
     return m;
@@ -217,8 +237,10 @@ export class Kernel {
   /** Read-and-reset: count 0 and, under KCOV_UNIQUE_ENABLE, a clear bitmap. */
   resetCoverage(d: Descriptor): void {
     const m = this.mapping(d);
-    if (m.bitmapWords > 0) m.area.u32.fill(0, 0, m.bitmapWords * 2);
-    m.trace.count = 0;
+    this.gated(() => {
+      if (m.bitmapWords > 0) m.area.u32.fill(0, 0, m.bitmapWords * 2);
+      m.trace.count = 0;
+    });
     this.changed();
   }
 
@@ -260,8 +282,10 @@ export class Kernel {
 
   exitThread(tid: number): void {
     const t = this.getThread(tid);
-    this.dialect.exit(this, t);
-    this.threads.delete(tid);
+    this.gated(() => {
+      this.dialect.exit(this, t);
+      this.threads.delete(tid);
+    });
     this.changed();
   }
 
@@ -352,7 +376,7 @@ export class Kernel {
 
   unregisterRemote(spec: RemoteSpec): void {
     const key = this.remoteKey(spec);
-    this.remoteOp('unregisterRemote')(this, key);
+    this.gated(() => this.remoteOp('unregisterRemote')(this, key));
   }
 
   remotesView(): unknown[] {
@@ -430,6 +454,7 @@ export class Kernel {
 
   /** Free everything this kernel holds. */
   destroy(): void {
+    this.cover.settle();
     this.dialect.destroy?.(this);
     for (const t of [...this.threads.values()]) this.dialect.exit(this, t);
     this.threads.clear();
@@ -445,6 +470,7 @@ export class Kernel {
       this.memory = 0;
     }
     this.liveBuffers.clear();
+    this.cover.release();
     this.changed();
   }
 }
