@@ -6,6 +6,7 @@ export const KernelCreate = z
     name: KernelName.optional().describe('kernel name; generated (k1, k2 …) when absent'),
     dialect: Dialect,
     ncpus: z.number().int().min(1).max(1024).optional().describe('CPUs (per-CPU remote areas); KCOV_NCPUS when absent'),
+    corpus: KernelName.optional().describe("name of the kernel's cover union in the fleet (KCOV_FLEET_URL): kernels of one corpus share one union; the kernel's name when absent"),
     max_entries: z
       .number()
       .int()
@@ -40,6 +41,7 @@ export const KernelView = z.object({
   max_entries: z.number().int().describe('largest size the size ioctl accepts'),
   min_entries: z.number().int().describe('smallest size the size ioctl accepts'),
   config: z.record(z.string(), z.boolean()).describe('build options in force'),
+  corpus: z.string().describe("name of the kernel's cover union in the fleet"),
 });
 
 export const MemoryUse = z

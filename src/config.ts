@@ -40,6 +40,14 @@ export interface Config {
   maxWait: number;
   /** Milliseconds shutdown may take before the process gives up and exits 1 (KCOV_SHUTDOWN_TIMEOUT). */
   shutdownTimeout: number;
+  /** Redis (or Valkey) holding the cover unions of the fleet (KCOV_FLEET_URL); undefined: local unions only. */
+  fleetUrl: string | undefined;
+  /** Use the Redis Cluster client even with one seed URL (KCOV_FLEET_CLUSTER). */
+  fleetCluster: boolean;
+  /** Longest wait of ?new=true for the fleet's answer, ms (KCOV_FLEET_TIMEOUT_MS). */
+  fleetTimeoutMs: number;
+  /** Interval of the fleet's batched pushes, ms (KCOV_FLEET_FLUSH_MS). */
+  fleetFlushMs: number;
 }
 
 const SIZE_RE = /^(\d+)\s*([kKmMgGtT]?)(i?[bB])?$/;
@@ -95,7 +103,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     cpuAreaWords: e.KCOV_CPU_AREA_WORDS === undefined ? undefined : int(e.KCOV_CPU_AREA_WORDS, 'KCOV_CPU_AREA_WORDS', 2, 1 << 26),
     barrierTimeoutMs: e.KCOV_BARRIER_TIMEOUT_MS === undefined ? 1000 : int(e.KCOV_BARRIER_TIMEOUT_MS, 'KCOV_BARRIER_TIMEOUT_MS', 0, 600_000),
     logLevel: e.LOG_LEVEL ?? 'info',
+    ...fleet(e),
     ...limits(e),
+  };
+}
+
+function fleet(e: Record<string, string | undefined>) {
+  const url = e.KCOV_FLEET_URL === undefined || e.KCOV_FLEET_URL === '' ? undefined : e.KCOV_FLEET_URL;
+  if (url !== undefined) {
+    for (const u of url.split(',')) {
+      if (!/^rediss?:\/\/[^\s/]+(:\d+)?\/?$/.test(u.trim())) throw new Error(`KCOV_FLEET_URL: "${u}" is not redis://host:port`);
+    }
+  }
+  const cluster = (e.KCOV_FLEET_CLUSTER ?? '').toLowerCase();
+  if (!['', '0', '1', 'true', 'false'].includes(cluster)) throw new Error(`KCOV_FLEET_CLUSTER: "${cluster}" is not true or false`);
+  return {
+    fleetUrl: url,
+    fleetCluster: cluster === '1' || cluster === 'true',
+    fleetTimeoutMs: e.KCOV_FLEET_TIMEOUT_MS === undefined ? 250 : int(e.KCOV_FLEET_TIMEOUT_MS, 'KCOV_FLEET_TIMEOUT_MS', 1, 60_000),
+    fleetFlushMs: e.KCOV_FLEET_FLUSH_MS === undefined ? 50 : int(e.KCOV_FLEET_FLUSH_MS, 'KCOV_FLEET_FLUSH_MS', 1, 60_000),
   };
 }
 

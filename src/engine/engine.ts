@@ -30,6 +30,8 @@ export interface CreateKernel {
   readonly maxEntries?: number | undefined;
   /** Changes to the dialect's build options (Linux CONFIG_KCOV_*). */
   readonly config?: Readonly<Record<string, boolean>> | undefined;
+  /** Fleet name of the kernel's cover union; the kernel's name when absent. */
+  readonly corpus?: string | undefined;
 }
 
 
@@ -54,6 +56,7 @@ export class Engine {
     }
     if (!KERNEL_NAME_RE.test(name)) fail('EINVAL', `kernel name "${name}" must match ${KERNEL_NAME_RE.source}`);
     if (this.kernels.has(name)) fail('EEXIST', `kernel "${name}" already exists`);
+    if (req.corpus !== undefined && !KERNEL_NAME_RE.test(req.corpus)) fail('EINVAL', `corpus "${req.corpus}" must match ${KERNEL_NAME_RE.source}`);
     const max = this.options.maxKernels;
     if (max !== undefined && this.kernels.size >= max) fail('ENOMEM', `already ${max} kernels (KCOV_MAX_KERNELS)`);
     if (req.maxEntries !== undefined) {
@@ -78,6 +81,7 @@ export class Engine {
       maxEntries: req.maxEntries,
       cpuAreaWords: this.options.cpuAreaWords,
       limits: this.options.kernelCaps,
+      corpus: req.corpus,
     });
     this.kernels.set(name, kernel);
     return kernel;

@@ -21,12 +21,17 @@ import { kernelRoutes } from './routes/kernels.js';
 import { remoteRoutes } from './routes/remotes.js';
 import { serviceRoutes } from './routes/service.js';
 import { threadRoutes } from './routes/threads.js';
+import { coverRoutes } from './routes/cover.js';
+import type { Fleet } from '../fleet/fleet.js';
+import { RedisFleet } from '../fleet/redis.js';
 
 export interface AppState {
   /** Set when shutdown starts: /readyz answers 503. */
   draining: boolean;
   /** [I] Sent as `kcovd-boot` on every reply; `if-kcovd-boot` with another value is 412 ESTALE. */
   readonly bootId: string;
+  /** The fleet sharing the cover unions (KCOV_FLEET_URL), or null. */
+  fleet: Fleet | null;
 }
 
 export interface AppOptions {
@@ -62,7 +67,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       maxGuards: config.maxGuards,
     },
   });
-  const state: AppState = { draining: false, bootId: opts.bootId ?? randomUUID() };
+  const bootId = opts.bootId ?? randomUUID();
+  const fleet = config.fleetUrl === undefined ? null
+    : new RedisFleet(engine, { url: config.fleetUrl, cluster: config.fleetCluster, instance: bootId, timeoutMs: config.fleetTimeoutMs, flushMs: config.fleetFlushMs });
+  const state: AppState = { draining: false, bootId, fleet };
 
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -108,13 +116,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     sendProblem(engine, req, reply, 'EBUSY', 'the server is shutting down', 503);
   });
   registerAuth(app, engine, config.token);
-  registerMetrics(app, engine);
+  registerMetrics(app, engine, fleet);
 
   // routes
   await app.register(serviceRoutes, { state });
   await app.register(kernelRoutes, { engine, bootId: state.bootId });
   await app.register(descriptorRoutes, { engine, barrierMs: config.barrierTimeoutMs });
-  await app.register(coverageRoutes, { engine });
+  await app.register(coverageRoutes, { engine, fleet });
+  await app.register(coverRoutes, { engine, fleet });
   await app.register(threadRoutes, { engine });
   await app.register(remoteRoutes, { engine, barrierMs: config.barrierTimeoutMs });
   await app.register(cpuRoutes, { engine });
@@ -124,6 +133,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     longPoll.close();
   });
   app.addHook('onClose', async () => {
+    await fleet?.close();
     engine.close();
   });
   return app;

@@ -8,8 +8,10 @@ import { countBody, coverageQuery, fastValidator, fdParams, sendJson } from '../
 import { BinaryBody } from '../plugins/docs.js';
 import { sendProblem } from '../plugins/errors.js';
 import { SnapshotPool } from '../codecs/snapshot-pool.js';
+import type { Fleet } from '../../fleet/fleet.js';
+import { newCoverageReply } from './cover.js';
 
-export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
+export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engine; fleet?: Fleet | null }): Promise<void> {
   const { engine } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   const pool = new SnapshotPool();
@@ -50,6 +52,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     const format = req.query.format ?? negotiate(req.headers.accept);
     const mode = req.query.mode ?? m.mode;
     const reset = req.query.reset === 'true' || req.query.reset === '1';
+    if (req.query.new === 'true' || req.query.new === '1') return newCoverageReply(opts.fleet ?? null, reply, k, d, m, format, mode, reset);
     // Every format is encoded from the area at this instant, before any reset.
     let payload: Buffer;
     if (format === 'binary') {
