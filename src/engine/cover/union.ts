@@ -29,7 +29,7 @@
 import { PC_STRIDE, strideOf, type Area } from '../area.js';
 import type { Kernel } from '../kernel.js';
 import type { MemoryBudget } from '../memory.js';
-import { EMPTY, PcSet } from './pcset.js';
+import { PcSet } from './pcset.js';
 import { signalLo } from './signal.js';
 
 /** Tag of a PC already reported new (or learned from the fleet): never new again. */
@@ -42,6 +42,8 @@ interface Mark {
   wm: number;
   /** Epoch of the area's records (tag of PCs it folded and has not reported yet). */
   gen: number;
+  /** PCs folded with this epoch's tag and not reported since (an upper bound: the fleet may re-tag some). */
+  unreported: number;
 }
 
 /** What ?new=true found in one area. */
@@ -130,7 +132,7 @@ export class CoverUnion {
       current.add(s.trace.buffer);
       let m = this.marks.get(s.trace.buffer);
       if (m === undefined) {
-        m = { trace: s.trace, stride: s.stride, wm: 0, gen: this.nextGen++ };
+        m = { trace: s.trace, stride: s.stride, wm: 0, gen: this.nextGen++, unreported: 0 };
         this.marks.set(s.trace.buffer, m);
       } else if (m.trace !== s.trace || m.stride !== s.stride) {
         this.fold(m); // in the mode its records were written in
@@ -155,11 +157,14 @@ export class CoverUnion {
       const vis = s.trace.visible(s.stride);
       const m = this.marks.get(s.trace.buffer);
       if (m === undefined) {
-        this.marks.set(s.trace.buffer, { trace: s.trace, stride: s.stride, wm: vis, gen: this.nextGen++ });
+        this.marks.set(s.trace.buffer, { trace: s.trace, stride: s.stride, wm: vis, gen: this.nextGen++, unreported: 0 });
         continue;
       }
       // A count moved down (reset, PUT count) starts a new epoch of records.
-      if (vis < m.wm || m.trace !== s.trace) m.gen = this.nextGen++;
+      if (vis < m.wm || m.trace !== s.trace) {
+        m.gen = this.nextGen++;
+        m.unreported = 0;
+      }
       m.trace = s.trace;
       m.stride = s.stride;
       m.wm = vis;
@@ -187,7 +192,10 @@ export class CoverUnion {
       const lo = u[w]!, hi = u[w + 1]!;
       const r = pcs.add(lo, hi, gen);
       if (r === -2) this.lost++;
-      else if (r >= 0 && j !== null && j.pcs.add(lo, hi, 1) === -2) j.overflow = true;
+      else if (r >= 0) {
+        m.unreported++;
+        if (j !== null && j.pcs.add(lo, hi, 1) === -2) j.overflow = true;
+      }
       if (stride === PC_STRIDE) {
         this.addSignal(signalLo(lo, prev), hi);
         prev = lo;
@@ -218,6 +226,8 @@ export class CoverUnion {
     // stale words shown after a count written upwards, or records from before DELETE /cover.
     const accounted = own ? m.wm : 0;
     const vis = trace.visible(stride);
+    // Nothing of this epoch is unreported and everything shown is folded: nothing is new, no scan.
+    if (own && m.unreported === 0) return { records: new Uint32Array(0), stride, visible: vis, count: trace.count, words: trace.words };
     const u = trace.u32;
     const pcs = this.pcs;
     const hits: number[] = [];
@@ -234,8 +244,8 @@ export class CoverUnion {
         }
         if (this.journal !== null && this.journal.pcs.add(lo, hi, 1) === -2) this.journal.overflow = true;
         hits.push(i);
-      } else if (pcs.tag[slot] === gen) {
-        pcs.tag[slot] = REPORTED;
+      } else if (pcs.tagAt(slot) === gen) {
+        pcs.setTag(slot, REPORTED);
         hits.push(i);
       }
     }
@@ -245,13 +255,14 @@ export class CoverUnion {
       records.set(u.subarray(from, from + stride * 2), n * stride * 2);
     }
     this.reported += hits.length;
+    if (own) m.unreported = 0;
     return { records, stride, visible: vis, count: trace.count, words: trace.words };
   }
 
   /** A PC some other instance of the fleet found first: known, never new here. */
   learn(lo: number, hi: number): void {
     const slot = this.pcs.find(lo, hi);
-    if (slot >= 0) this.pcs.tag[slot] = REPORTED;
+    if (slot >= 0) this.pcs.setTag(slot, REPORTED);
     else if (this.pcs.add(lo, hi, REPORTED) === -2) this.lost++;
   }
 
@@ -265,7 +276,10 @@ export class CoverUnion {
       this.journal.signals.clear();
       this.journal.overflow = false;
     }
-    for (const m of this.marks.values()) m.gen = this.nextGen++;
+    for (const m of this.marks.values()) {
+      m.gen = this.nextGen++;
+      m.unreported = 0;
+    }
     this.resets++;
   }
 
@@ -328,9 +342,6 @@ export class CoverUnion {
       const vis = m.trace.visible(m.stride);
       if (m.wm > vis) out.push(`${at}: an area's count went below its folded mark (${vis} < ${m.wm}) outside the kernel's gate`);
     }
-    let tagged = 0;
-    for (let i = 0; i < this.pcs.tag.length; i++) if (this.pcs.tag[i] !== EMPTY) tagged++;
-    if (tagged !== this.pcs.size) out.push(`${at}: cover union size ${this.pcs.size} != tagged slots ${tagged}`);
   }
 }
 
