@@ -38,6 +38,28 @@ async function spawnKcovd(fleetUrl?: string): Promise<Server> {
   return { origin: `http://127.0.0.1:${port}`, child };
 }
 
+/** CPU microseconds the server process has used so far. */
+function cpuOf(s: Server): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (m: { cpu?: number }) => {
+      if (typeof m.cpu !== 'number') return;
+      s.child.off('message', on);
+      resolve(m.cpu);
+    };
+    s.child.on('message', on);
+    s.child.send('cpu');
+  });
+}
+
+/** run() plus the server's CPU µs per counted request. */
+async function measured(s: Server, load: Load): Promise<{ rps: number; bytesPerSec: number; cpu: number }> {
+  const c0 = await cpuOf(s);
+  const t0 = performance.now();
+  const r = await run(s.origin, load);
+  const c1 = await cpuOf(s);
+  return { rps: r.rps, bytesPerSec: r.bytesPerSec, cpu: (c1 - c0) / Math.max(1, (r.rps * (performance.now() - t0)) / 1000) };
+}
+
 function stop(s: Server): Promise<void> {
   return new Promise((resolve) => {
     s.child.once('exit', () => resolve());
@@ -110,10 +132,11 @@ async function startRedis(): Promise<{ url: string; stop: () => Promise<void> } 
 }
 
 /** Rounds of a against b (alternating order); medians. */
-async function versus(rounds: number, a: () => Promise<{ rps: number; bytesPerSec: number }>, b: () => Promise<{ rps: number; bytesPerSec: number }>) {
-  const ra: number[] = [], rb: number[] = [], ratio: number[] = [], ba: number[] = [], bb: number[] = [];
+type Sample = { rps: number; bytesPerSec: number; cpu: number };
+async function versus(rounds: number, a: () => Promise<Sample>, b: () => Promise<Sample>) {
+  const ra: number[] = [], rb: number[] = [], ratio: number[] = [], ba: number[] = [], bb: number[] = [], cpu: number[] = [], ca: number[] = [], cb: number[] = [];
   for (let round = 0; round <= rounds; round++) {
-    let x = { rps: 0, bytesPerSec: 0 }, y = { rps: 0, bytesPerSec: 0 };
+    let x: Sample = { rps: 0, bytesPerSec: 0, cpu: 0 }, y: Sample = { rps: 0, bytesPerSec: 0, cpu: 0 };
     if (round % 2 === 0) {
       x = await a();
       y = await b();
@@ -127,8 +150,14 @@ async function versus(rounds: number, a: () => Promise<{ rps: number; bytesPerSe
     ratio.push(x.rps / y.rps);
     ba.push(x.bytesPerSec / Math.max(1, x.rps));
     bb.push(y.bytesPerSec / Math.max(1, y.rps));
+    cpu.push(y.cpu / x.cpu);
+    ca.push(x.cpu);
+    cb.push(y.cpu);
   }
-  return { a: median(ra), b: median(rb), ratio: median(ratio), min: Math.min(...ratio), max: Math.max(...ratio), bytesA: median(ba), bytesB: median(bb) };
+  return {
+    a: median(ra), b: median(rb), ratio: median(ratio), min: Math.min(...ratio), max: Math.max(...ratio), bytesA: median(ba), bytesB: median(bb),
+    cpuRatio: median(cpu), cpuA: median(ca), cpuB: median(cb),
+  };
 }
 
 export async function fleetBench(rounds: number, durationMs: number): Promise<MicroRow[]> {
@@ -152,12 +181,12 @@ export async function fleetBench(rounds: number, durationMs: number): Promise<Mi
     connections: CONNS, pipelining: 1, durationMs,
     job: (c, n) => n % 2 === 0 ? refill(c) : { method: 'GET', path: `${K}/descriptors/${fds[c]}/coverage?${query}`, headers: { accept: 'application/octet-stream' } },
   });
-  const nv = await versus(rounds, () => run(kc, reads('new=true&reset=true')), () => run(kc, reads('reset=true')));
+  const nv = await versus(rounds, () => measured(plain, reads('new=true&reset=true')), () => measured(plain, reads('reset=true')));
   rows.push({
     name: '?new=true&reset=true, nothing new, 512Ki words',
-    value: `${nv.a.toFixed(0)} req/s, ${nv.bytesA.toFixed(0)} B/reply`,
+    value: `${nv.a.toFixed(0)} req/s, ${nv.bytesA.toFixed(0)} B/reply, ${nv.cpuA.toFixed(0)} µs CPU/req`,
     baseline: 'binary ?reset=true snapshot',
-    baselineValue: `${nv.b.toFixed(0)} req/s, ${nv.bytesB.toFixed(0)} B/reply`,
+    baselineValue: `${nv.b.toFixed(0)} req/s, ${nv.bytesB.toFixed(0)} B/reply, ${nv.cpuB.toFixed(0)} µs CPU/req`,
     ratio: nv.ratio, min: nv.min, max: nv.max,
     target: `bytes ${(nv.bytesB / Math.max(1, nv.bytesA)).toFixed(0)}× fewer`,
   });
@@ -185,12 +214,12 @@ export async function fleetBench(rounds: number, durationMs: number): Promise<Mi
         ? { method: 'PUT', path: `${K}/descriptors/${fdsOf[c]}/coverage/count`, headers: { 'content-type': 'application/json' }, body: '{"count":0}', extra: true }
         : { method: 'POST', path: `${K}/threads/${500 + c}/events?kind=pc`, headers: { 'content-type': 'application/octet-stream' }, body },
     });
-    const fv = await versus(rounds, () => run(fleet.origin, ingest(ffds)), () => run(kc, ingest(pfds)));
+    const fv = await versus(rounds, () => measured(fleet, ingest(ffds)), () => measured(plain, ingest(pfds)));
     rows.push({
       name: 'binary PC ingest 512 KiB, fleet on (redis-server)',
-      value: `${fv.a.toFixed(0)} req/s (${(fv.a / 2).toFixed(0)} MiB/s)`,
+      value: `${fv.a.toFixed(0)} req/s (${(fv.a / 2).toFixed(0)} MiB/s), ${fv.cpuA.toFixed(0)} µs CPU/req`,
       baseline: 'the same, fleet off',
-      baselineValue: `${fv.b.toFixed(0)} req/s`,
+      baselineValue: `${fv.b.toFixed(0)} req/s, ${fv.cpuB.toFixed(0)} µs CPU/req (CPU ratio ${fv.cpuRatio.toFixed(2)}×)`,
       ratio: fv.ratio, min: fv.min, max: fv.max,
       target: `≥ 0.9 ${fv.ratio >= 0.9 ? '✓' : '✗'}`,
     });
@@ -223,10 +252,15 @@ function unionOnOff(rounds: number): MicroRow {
     };
   };
   const on = setup(true), off = setup(false);
+  // CPU time of this process (ms): steadier than wall time on a shared machine.
+  const cpuMs = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
   const time = (f: () => void) => {
-    const t = performance.now();
+    const t = cpuMs();
     for (let i = 0; i < 4; i++) f();
-    return (performance.now() - t) / 4;
+    return (cpuMs() - t) / 4;
   };
   const ratios: number[] = [], tOn: number[] = [], tOff: number[] = [];
   for (let r = 0; r <= rounds; r++) {
