@@ -202,3 +202,39 @@ t.test('the union is charged to the memory budget; past it, PCs are counted as l
   e.deleteKernel('default');
   t.equal(e.budget.used, 0, 'deleting the kernel releases the union');
 });
+
+t.test('a count lowered outside the kernel gate is reported by checkInvariants', async (t) => {
+  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1 << 24 });
+  const k = e.kernel('default');
+  const d = k.open(1);
+  k.ioctl(d.fd, 'KCOV_INIT_TRACE', 1, 64);
+  k.ioctl(d.fd, 'KCOV_ENABLE', 1, 'pc');
+  k.eventsBinary(1, 'pc', [pcs(0x10, 0x20)], 16);
+  k.cover.settle();
+  t.same(e.checkInvariants(), []);
+  d.trace()!.count = 0; // what a writer that bypassed Kernel.gated would do
+  t.match(e.checkInvariants().join('\n'), /went below its folded mark/);
+});
+
+t.test('the PC table grows by doubling and stays consistent', async (t) => {
+  const { PcSet } = await import('../../src/engine/cover/pcset.js');
+  const { MemoryBudget } = await import('../../src/engine/memory.js');
+  const budget = new MemoryBudget(1 << 24);
+  const s = new PcSet(budget, 'test');
+  t.equal(budget.used, 0, 'an empty set holds no table');
+  let added = 0;
+  for (let i = 0; i < 5000; i++) if (s.add(i * 8, i & 3, 1) >= 0) added++;
+  t.equal(added, 5000);
+  t.equal(s.size, 5000);
+  t.equal(s.slots, 8192, '1024 doubled three times: never more than 3/4 full');
+  t.equal(budget.used, 8192 * 12);
+  t.equal(s.add(8, 1, 1), -1, 'present');
+  const out: string[] = [];
+  s.check('set', out);
+  t.same(out, []);
+  const sorted = s.sorted();
+  t.equal(sorted[0], 0);
+  t.equal(sorted[2], 4 * 8, 'ascending as 64-bit values: high halves first');
+  s.clear();
+  t.equal(budget.used, 0);
+});
