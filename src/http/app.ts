@@ -23,7 +23,6 @@ import { serviceRoutes } from './routes/service.js';
 import { threadRoutes } from './routes/threads.js';
 import { coverRoutes } from './routes/cover.js';
 import type { Fleet } from '../fleet/fleet.js';
-import { RedisFleet } from '../fleet/redis.js';
 
 export interface AppState {
   /** Set when shutdown starts: /readyz answers 503. */
@@ -68,8 +67,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
   });
   const bootId = opts.bootId ?? randomUUID();
+  // ioredis is loaded only when a fleet is configured.
   const fleet = config.fleetUrl === undefined ? null
-    : new RedisFleet(engine, { url: config.fleetUrl, cluster: config.fleetCluster, instance: bootId, timeoutMs: config.fleetTimeoutMs, flushMs: config.fleetFlushMs });
+    : new (await import('../fleet/redis.js')).RedisFleet(engine, { url: config.fleetUrl, cluster: config.fleetCluster, instance: bootId, timeoutMs: config.fleetTimeoutMs, flushMs: config.fleetFlushMs });
   const state: AppState = { draining: false, bootId, fleet };
 
   const app = Fastify({
