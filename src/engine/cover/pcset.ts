@@ -10,7 +10,12 @@
  * A tag is the caller's: the cover union keeps which area epoch folded a PC
  * in it (see union.ts); a plain set stores 1.
  */
-import type { MemoryBudget } from '../memory.js';
+/** Where a set's bytes are charged: the memory budget, or a kernel's account of it. */
+export interface Charger {
+  /** Take `bytes` or throw (ENOMEM), taking nothing. */
+  charge(bytes: number, what: string): void;
+  release(bytes: number): void;
+}
 
 export const EMPTY = 0;
 const MIN_SLOTS = 1024;
@@ -29,7 +34,7 @@ function mix(lo: number, hi: number): number {
 
 export class PcSet {
   /** [I] */
-  private readonly budget: MemoryBudget;
+  private readonly budget: Charger;
   private readonly what: string;
   /** Slot i is t[3i] (lo), t[3i+1] (hi), t[3i+2] (tag). */
   private t: Uint32Array;
@@ -40,7 +45,7 @@ export class PcSet {
   private mask: number;
 
   /** Empty sets hold no table (and no budget) until the first key. */
-  constructor(budget: MemoryBudget, what: string) {
+  constructor(budget: Charger, what: string) {
     this.budget = budget;
     this.what = what;
     this.t = new Uint32Array(0);

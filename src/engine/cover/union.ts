@@ -28,8 +28,7 @@
  */
 import { PC_STRIDE, strideOf, type Area } from '../area.js';
 import type { Kernel } from '../kernel.js';
-import type { MemoryBudget } from '../memory.js';
-import { PcSet } from './pcset.js';
+import { PcSet, type Charger } from './pcset.js';
 import { signalLo } from './signal.js';
 
 /** Tag of a PC already reported new (or learned from the fleet): never new again. */
@@ -80,11 +79,11 @@ export class CoverUnion {
   /** Union resets (DELETE /cover). */
   resets = 0;
   private readonly kernel: Kernel;
-  private readonly budget: MemoryBudget;
+  private readonly budget: Charger;
   private readonly marks = new Map<ArrayBuffer, Mark>();
   private nextGen = 2;
 
-  constructor(kernel: Kernel, budget: MemoryBudget, corpus: string) {
+  constructor(kernel: Kernel, budget: Charger, corpus: string) {
     this.kernel = kernel;
     this.budget = budget;
     this.corpus = corpus;
