@@ -48,6 +48,8 @@ export interface Config {
   fleetTimeoutMs: number;
   /** Interval of the fleet's batched pushes, ms (KCOV_FLEET_FLUSH_MS). */
   fleetFlushMs: number;
+  /** Keep a cover union per kernel (KCOV_COVER=on|off, default on); off: /cover and ?new=true are EOPNOTSUPP. */
+  cover: boolean;
 }
 
 const SIZE_RE = /^(\d+)\s*([kKmMgGtT]?)(i?[bB])?$/;
@@ -117,7 +119,11 @@ function fleet(e: Record<string, string | undefined>) {
   }
   const cluster = (e.KCOV_FLEET_CLUSTER ?? '').toLowerCase();
   if (!['', '0', '1', 'true', 'false'].includes(cluster)) throw new Error(`KCOV_FLEET_CLUSTER: "${cluster}" is not true or false`);
+  const cover = (e.KCOV_COVER ?? 'on').toLowerCase();
+  if (!['on', 'off', 'true', 'false', '1', '0'].includes(cover)) throw new Error(`KCOV_COVER: "${cover}" is not on or off`);
+  if (url !== undefined && ['off', 'false', '0'].includes(cover)) throw new Error('KCOV_FLEET_URL needs the cover union: KCOV_COVER is off');
   return {
+    cover: ['on', 'true', '1'].includes(cover),
     fleetUrl: url,
     fleetCluster: cluster === '1' || cluster === 'true',
     fleetTimeoutMs: e.KCOV_FLEET_TIMEOUT_MS === undefined ? 250 : int(e.KCOV_FLEET_TIMEOUT_MS, 'KCOV_FLEET_TIMEOUT_MS', 1, 60_000),

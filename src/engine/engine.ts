@@ -21,6 +21,8 @@ export interface EngineOptions {
   readonly maxKernels?: number | undefined;
   /** Caps each kernel gets (KCOV_MAX_DESCRIPTORS, KCOV_MAX_THREADS, ...). */
   readonly kernelCaps?: KernelCaps | undefined;
+  /** Keep a cover union per kernel (KCOV_COVER, default on). */
+  readonly cover?: boolean | undefined;
 }
 
 export interface CreateKernel {
@@ -82,6 +84,7 @@ export class Engine {
       cpuAreaWords: this.options.cpuAreaWords,
       limits: this.options.kernelCaps,
       corpus: req.corpus,
+      cover: this.options.cover,
     });
     this.kernels.set(name, kernel);
     return kernel;

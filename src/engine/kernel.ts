@@ -26,6 +26,8 @@ export interface KernelOptions {
   readonly limits?: KernelCaps | undefined;
   /** Fleet name of the cover union; the kernel's name when absent. */
   readonly corpus?: string | undefined;
+  /** Keep the cover union (KCOV_COVER); on when absent. */
+  readonly cover?: boolean | undefined;
 }
 
 /** Service caps on a kernel's tables; not kernel rules, so they fail with ENOMEM like an allocation would. */
@@ -113,7 +115,7 @@ export class Kernel {
       this.commandsByName.set(c.name, c);
       this.commandsByNr.set(c.nr, c);
     }
-    this.cover = new CoverUnion(this, opts.budget, opts.corpus ?? opts.name);
+    this.cover = new CoverUnion(this, opts.budget, opts.corpus ?? opts.name, opts.cover ?? true);
   }
 
   /**

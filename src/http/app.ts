@@ -59,6 +59,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     memoryLimit: config.memoryLimit,
     cpuAreaWords: config.cpuAreaWords,
     maxKernels: config.maxKernels,
+    cover: config.cover,
     kernelCaps: {
       maxDescriptors: config.maxDescriptors,
       maxThreads: config.maxThreads,

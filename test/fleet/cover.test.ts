@@ -238,3 +238,17 @@ t.test('the PC table grows by doubling and stays consistent', async (t) => {
   s.clear();
   t.equal(budget.used, 0);
 });
+
+t.test('KCOV_COVER=off: no union is kept; /cover and ?new=true are EOPNOTSUPP', async (t) => {
+  const app = await makeApp(t, { KCOV_COVER: 'off' });
+  const c = new Client(app);
+  const fd = await c.open(1);
+  await c.ok(fd, 'KCOV_INIT_TRACE', 1, 64);
+  await c.ok(fd, 'KCOV_ENABLE', 1, 'pc');
+  t.equal(json(await c.binary(1, pcs(0x10))).accepted, 1);
+  await c.coverage(fd, 'application/json', '?reset=true');
+  t.equal(app.engine.kernel('default').cover.pcs.size, 0, 'nothing folded');
+  t.equal((await union(c)).statusCode, 501);
+  t.equal((await c.coverage(fd, 'application/json', '?new=true')).statusCode, 501);
+  t.same(app.engine.checkInvariants(), []);
+});

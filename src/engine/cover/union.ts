@@ -28,6 +28,7 @@
  */
 import { PC_STRIDE, strideOf, type Area } from '../area.js';
 import type { Kernel } from '../kernel.js';
+import { fail } from '../errno.js';
 import { PcSet, type Charger } from './pcset.js';
 import { signalLo } from './signal.js';
 
@@ -83,7 +84,11 @@ export class CoverUnion {
   private readonly marks = new Map<ArrayBuffer, Mark>();
   private nextGen = 2;
 
-  constructor(kernel: Kernel, budget: Charger, corpus: string) {
+  /** [I] false with KCOV_COVER=off: nothing is folded, /cover and ?new=true are EOPNOTSUPP. */
+  readonly enabled: boolean;
+
+  constructor(kernel: Kernel, budget: Charger, corpus: string, enabled = true) {
+    this.enabled = enabled;
     this.kernel = kernel;
     this.budget = budget;
     this.corpus = corpus;
@@ -125,6 +130,7 @@ export class CoverUnion {
 
   /** Fold every pending record of every mapped trace. */
   settle(): void {
+    if (!this.enabled) return;
     const live = this.kernel.liveBuffers;
     const current = new Set<ArrayBuffer>();
     for (const s of this.sources()) {
@@ -150,6 +156,7 @@ export class CoverUnion {
 
   /** After a gated operation: what the traces hold now is accounted for. */
   resync(): void {
+    if (!this.enabled) return;
     const current = new Set<ArrayBuffer>();
     for (const s of this.sources()) {
       current.add(s.trace.buffer);
@@ -216,6 +223,7 @@ export class CoverUnion {
    * resets the count (if asked) in the same tick, so both are one step.
    */
   takeNew(trace: Area, mode: 'pc' | 'cmp'): NewRecords {
+    this.requireEnabled();
     this.settle();
     const stride = strideOf(mode);
     const m = this.marks.get(trace.buffer);
@@ -256,6 +264,11 @@ export class CoverUnion {
     this.reported += hits.length;
     if (own) m.unreported = 0;
     return { records, stride, visible: vis, count: trace.count, words: trace.words };
+  }
+
+  /** EOPNOTSUPP when the service runs with KCOV_COVER=off. */
+  requireEnabled(): void {
+    if (!this.enabled) fail('EOPNOTSUPP', `cumulative coverage is off (KCOV_COVER=off): kernel "${this.kernel.name}" keeps no union`);
   }
 
   /** A PC some other instance of the fleet found first: known, never new here. */

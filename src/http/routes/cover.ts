@@ -82,11 +82,12 @@ export async function coverRoutes(app: FastifyInstance, opts: { engine: Engine; 
             'text/plain': { schema: z.string().describe('rawcover lines, sorted') },
           },
         },
-        ...problems(400, 404),
+        ...problems(400, 404, 501),
       },
     },
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
+    k.cover.requireEnabled();
     k.cover.settle();
     let pcs = k.cover.pcs.sorted();
     let signal = k.cover.signals.size;
@@ -114,10 +115,11 @@ export async function coverRoutes(app: FastifyInstance, opts: { engine: Engine; 
       summary: "reset the kernel's cover union (with KCOV_FLEET_URL, the corpus's union in Redis too)",
       description: 'Records the areas hold now do not count towards the new union. 503 EBUSY when the fleet is unreachable (the local union is reset).',
       params: KernelParams,
-      response: { 204: NoContent, ...problems(404, 503) },
+      response: { 204: NoContent, ...problems(404, 501, 503) },
     },
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
+    k.cover.requireEnabled();
     k.cover.reset();
     if (fleet !== null && !(await fleet.reset(k))) {
       return sendProblem(engine, req, reply, 'EBUSY', `the fleet is unreachable; the local union of kernel "${k.name}" was reset, the corpus "${k.cover.corpus}" in Redis was not`, 503);
