@@ -131,7 +131,7 @@ export class CoverUnion {
   /** Fold every pending record of every mapped trace. */
   settle(): void {
     if (!this.enabled) return;
-    const live = this.kernel.liveBuffers;
+    const account = this.kernel.account;
     const current = new Set<ArrayBuffer>();
     for (const s of this.sources()) {
       current.add(s.trace.buffer);
@@ -149,9 +149,17 @@ export class CoverUnion {
     for (const [buf, m] of this.marks) {
       if (current.has(buf)) continue;
       // No longer mapped: fold what it still holds while it is live, then forget it.
-      if (live.has(buf)) this.fold(m);
+      if (account.isLive(buf)) this.fold(m);
       this.marks.delete(buf);
     }
+  }
+
+  /** `area` is about to be freed (by any path, gated or not): fold what it holds, then forget it. */
+  freeing(area: Area): void {
+    const m = this.marks.get(area.buffer);
+    if (m === undefined) return;
+    this.fold(m);
+    this.marks.delete(area.buffer);
   }
 
   /** After a gated operation: what the traces hold now is accounted for. */
@@ -350,7 +358,7 @@ export class CoverUnion {
       this.journal.signals.check(`${at}: fleet journal signals`, out);
     }
     for (const m of this.marks.values()) {
-      if (!this.kernel.liveBuffers.has(m.trace.buffer)) out.push(`${at}: cover mark on an area that is not live`);
+      if (!this.kernel.account.isLive(m.trace.buffer)) out.push(`${at}: cover mark on an area that is not live`);
       const vis = m.trace.visible(m.stride);
       if (m.wm > vis) out.push(`${at}: an area's count went below its folded mark (${vis} < ${m.wm}) outside the kernel's gate`);
     }

@@ -58,7 +58,7 @@ export function createMetrics(engine: Engine): Registry {
     });
   perKernel('kcovd_descriptors', 'Open kcov descriptors per kernel.', (k) => k.descriptors.size);
   perKernel('kcovd_threads', 'Threads per kernel.', (k) => k.threads.size);
-  perKernel('kcovd_areas', 'Coverage areas allocated per kernel (descriptors, remote and per-CPU areas).', (k) => k.liveBuffers.size);
+  perKernel('kcovd_areas', 'Coverage areas allocated per kernel (descriptors, remote and per-CPU areas).', (k) => k.account.liveCount);
   perKernel('kcovd_memory_bytes', 'Bytes held by the coverage areas of each kernel.', (k) => k.memory);
   perKernel('kcovd_cover_pcs', 'Distinct PCs in the cover union of each kernel (this instance).', (k) => k.cover.pcs.size);
   perKernel('kcovd_cover_signal', 'Distinct syzkaller edge signals in the union of each kernel.', (k) => k.cover.signals.size);
