@@ -6,3 +6,4 @@ export * from './events.js';
 export * from './coverage.js';
 export * from './remotes.js';
 export * from './cover.js';
+export * from './cpus.js';

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import type { Config } from '../config.js';
+import { engineOptions, type Config } from '../config.js';
 import { Engine } from '../engine/engine.js';
 import { LongPoll } from './longpoll.js';
 import { OPEN_ROUTES, registerAuth } from './plugins/auth.js';
@@ -53,24 +53,11 @@ const REQUEST_ID_RE = /^[\w.:@/+=-]{1,128}$/;
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { config } = opts;
-  const engine = opts.engine ?? new Engine({
-    dialect: config.dialect,
-    ncpus: config.ncpus,
-    memoryLimit: config.memoryLimit,
-    cpuAreaWords: config.cpuAreaWords,
-    maxKernels: config.maxKernels,
-    cover: config.cover,
-    kernelCaps: {
-      maxDescriptors: config.maxDescriptors,
-      maxThreads: config.maxThreads,
-      maxRemotes: config.maxRemotes,
-      maxGuards: config.maxGuards,
-    },
-  });
+  const engine = opts.engine ?? new Engine(engineOptions(config));
   const bootId = opts.bootId ?? randomUUID();
   // ioredis is loaded only when a fleet is configured.
   const fleet = config.fleetUrl === undefined ? null
-    : new (await import('../fleet/redis.js')).RedisFleet(engine, { url: config.fleetUrl, cluster: config.fleetCluster, instance: bootId, timeoutMs: config.fleetTimeoutMs, flushMs: config.fleetFlushMs });
+    : new (await import('../fleet/redis.js')).RedisFleet(engine, { url: config.fleetUrl, cluster: config.fleetCluster === 'true', instance: bootId, timeoutMs: config.fleetTimeoutMs, flushMs: config.fleetFlushMs });
   const state: AppState = { draining: false, bootId, fleet };
 
   const app = Fastify({
