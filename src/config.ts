@@ -235,7 +235,7 @@ export function engineOptions(config: Config): EngineOptions {
     if (row.engine === 'engine') options[row.key] = config[row.key as keyof Config];
     else if (row.engine === 'kernel') kernelCaps[row.key] = config[row.key as keyof Config];
   }
-  return { ...(options as unknown as EngineOptions), kernelCaps, cover: config.cover !== 'off' };
+  return { ...(options as unknown as EngineOptions), kernelCaps, ...(config.cover === 'off' ? { cover: false } : {}) };
 }
 
 /** The configuration table of docs/configuration.md. */
