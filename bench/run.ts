@@ -12,6 +12,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { context, median, type BenchModule, type HttpCase, type MicroRow } from './cases.js';
 import { core } from './core.js';
+import { fleet } from './fleet.js';
 import { longpoll } from './longpoll.js';
 import { reject } from './reject.js';
 import { run, type Load, type Target } from './driver.js';
@@ -21,6 +22,7 @@ const MODULES: BenchModule[] = [
   core,
   reject,
   longpoll,
+  fleet,
 ];
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));

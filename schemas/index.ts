@@ -5,4 +5,5 @@ export * from './threads.js';
 export * from './events.js';
 export * from './coverage.js';
 export * from './remotes.js';
+export * from './cover.js';
 export * from './cpus.js';

@@ -7,6 +7,7 @@ export const KernelCreate = z
     name: KernelName.optional().describe('kernel name; generated (k1, k2 …) when absent'),
     dialect: Dialect,
     ncpus: z.number().int().min(1).max(1024).optional().describe('CPUs (per-CPU remote areas); KCOV_NCPUS when absent'),
+    corpus: KernelName.optional().describe("name of the kernel's cover union in the fleet (KCOV_FLEET_URL): kernels of one corpus share one union; the kernel's name when absent"),
     max_entries: z
       .number()
       .int()
@@ -41,6 +42,7 @@ export const KernelView = z.object({
   max_entries: z.number().int().describe('largest size the size ioctl accepts'),
   min_entries: z.number().int().describe('smallest size the size ioctl accepts'),
   config: z.record(z.string(), z.boolean()).describe('build options in force'),
+  corpus: z.string().describe("name of the kernel's cover union in the fleet"),
 });
 
 const CATEGORY_DOCS: Record<MemoryCategory, string> = {
@@ -51,6 +53,7 @@ const CATEGORY_DOCS: Record<MemoryCategory, string> = {
   threads: 'threads',
   descriptors: 'open descriptors (their areas are under areas)',
   waiters: 'long-poll and barrier waiters',
+  cover: 'the cover union (cumulative PCs and signals) and its fleet journal',
   bodies: 'request bodies in flight',
   snapshots: 'snapshot encodings being written',
   other: 'charged without a category',

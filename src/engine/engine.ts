@@ -21,6 +21,8 @@ export interface EngineOptions {
   readonly maxKernels?: number | undefined;
   /** Caps each kernel gets (KCOV_MAX_DESCRIPTORS, KCOV_MAX_THREADS, ...). */
   readonly kernelCaps?: KernelCaps | undefined;
+  /** Keep a cover union per kernel (KCOV_COVER, default on). */
+  readonly cover?: boolean | undefined;
 }
 
 export interface CreateKernel {
@@ -30,6 +32,8 @@ export interface CreateKernel {
   readonly maxEntries?: number | undefined;
   /** Changes to the dialect's build options (Linux CONFIG_KCOV_*). */
   readonly config?: Readonly<Record<string, boolean>> | undefined;
+  /** Fleet name of the kernel's cover union; the kernel's name when absent. */
+  readonly corpus?: string | undefined;
 }
 
 
@@ -55,6 +59,7 @@ export class Engine {
     }
     if (!KERNEL_NAME_RE.test(name)) fail('EINVAL', `kernel name "${name}" must match ${KERNEL_NAME_RE.source}`);
     if (this.byName.has(name)) fail('EEXIST', `kernel "${name}" already exists`);
+    if (req.corpus !== undefined && !KERNEL_NAME_RE.test(req.corpus)) fail('EINVAL', `corpus "${req.corpus}" must match ${KERNEL_NAME_RE.source}`);
     const max = this.options.maxKernels;
     if (max !== undefined && this.byName.size >= max) fail('ENOMEM', `already ${max} kernels (KCOV_MAX_KERNELS)`);
     if (req.maxEntries !== undefined) {
@@ -79,6 +84,8 @@ export class Engine {
       maxEntries: req.maxEntries,
       cpuAreaWords: this.options.cpuAreaWords,
       caps: this.options.kernelCaps,
+      corpus: req.corpus,
+      cover: this.options.cover,
     });
     this.byName.set(name, kernel);
     return kernel;

@@ -15,7 +15,9 @@
  *    open descriptor is the one in the fd table;
  *  - counts: every count word is at most the area's capacity unless userspace
  *    wrote it past capacity (PUT count); writers never push it there;
- *  - sections: a CPU section never outlives the request that ran it.
+ *  - sections: a CPU section never outlives the request that ran it;
+ *  - cover: the union tables are consistent and charged, and no area count
+ *    went below its folded mark outside the kernel's gate (cover/union.ts).
  */
 import { Area } from './area.js';
 import type { Engine } from './engine.js';
@@ -50,6 +52,8 @@ function checkKernel(k: Kernel, out: string[]): void {
   for (const b of mem.liveBuffers()) live += b.byteLength;
   if (mem.areaBytes !== live) out.push(`${at}: memory ${mem.areaBytes} != bytes of live buffers ${live}`);
   if (mem.badFrees !== 0) out.push(`${at}: ${mem.badFrees} frees of buffers that were not live`);
+  if (mem.bytes('cover') !== k.cover.bytes) out.push(`${at}: cover charged ${mem.bytes('cover')} != bytes of its tables ${k.cover.bytes}`);
+  k.cover.check(at, out);
 
   // Reachability: every Area anywhere in the kernel's object graph.
   const reachable = reachableBuffers(k);

@@ -9,6 +9,7 @@
  *   guards   (kernel/guards.ts)   KCOV_UNIQUE_ENABLE's PC indices
  */
 import type { Area, TraceMode } from './area.js';
+import { CoverUnion } from './cover/union.js';
 import type { Command, Dialect, DialectLimits, Mapping } from './dialect.js';
 import { fail } from './errno.js';
 import { applySegments, binarySegment, decodeJsonEvents, type EventResult, type Segment } from './events.js';
@@ -43,6 +44,10 @@ export interface KernelOptions<X extends DialectTypes = DialectTypes> {
   readonly config?: Readonly<Record<string, boolean>> | undefined;
   /** Caps that keep a kernel bounded (KCOV_MAX_*); past each, ENOMEM. Unlimited when absent. */
   readonly caps?: KernelCaps | undefined;
+  /** Fleet name of the cover union; the kernel's name when absent. */
+  readonly corpus?: string | undefined;
+  /** Keep the cover union (KCOV_COVER); on when absent. */
+  readonly cover?: boolean | undefined;
 }
 
 export interface IoctlResult<X extends DialectTypes = DialectTypes> {
@@ -72,6 +77,8 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   readonly remotes: RemoteCoverage<X>;
   /** Change notification (long-poll, barriers). */
   readonly changes: ChangeNotifier;
+  /** Cumulative coverage; settled before and resynced after every gated operation (see cover/union.ts). */
+  readonly cover: CoverUnion;
   private readonly guards: GuardIndex;
 
   /** [K] open fds only; a closed descriptor held by a thread is not here. */
@@ -107,6 +114,22 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
       this.commandsByName.set(c.name, c);
       this.commandsByNr.set(c.nr, c);
     }
+    const charger = { charge: (b: number, what: string) => account.charge(b, what, 'cover'), release: (b: number) => account.release(b, 'cover') };
+    this.cover = new CoverUnion(this as unknown as Kernel, charger, opts.corpus ?? opts.name, opts.cover ?? true);
+  }
+
+  /**
+   * The one gate of every change that is not an append: a count lowered or
+   * written, an area re-initialised, re-mapped or freed. Pending records are
+   * folded into the cover union first; the marks are resynced after.
+   */
+  gated<T>(fn: () => T): T {
+    this.cover.settle();
+    try {
+      return fn();
+    } finally {
+      this.cover.resync();
+    }
   }
 
   /** Size limits of this kernel (its max_entries, else the dialect's). */
@@ -127,6 +150,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   }
 
   freeArea(area: Area | null): void {
+    if (area !== null) this.cover.freeing(area);
     this.account.freeArea(area);
   }
 
@@ -168,7 +192,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     this.fds.delete(fd);
     d.closed = true;
     try {
-      this.dialect.close(this, d);
+      this.gated(() => this.dialect.close(this, d));
     } catch (e) {
       // The dialect refused before changing anything (it would block): still open.
       d.closed = false;
@@ -192,7 +216,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     if (command === undefined) {
       fail(this.dialect.unknownCommand, `ioctl ${cmd}: not a ${this.dialect.name} kcov request`);
     }
-    const ret = this.atomic(() => command.run({ kernel: this, d, thread: this.ensureThread(tid), arg }));
+    const ret = this.atomic(() => this.gated(() => command.run({ kernel: this, d, thread: this.ensureThread(tid), arg })));
     // What the fd maps, or its count, may have changed.
     this.changes.descriptorChanged(fd, d.area === null ? null : d.area.buffer);
     return { ret, descriptor: d };
@@ -208,7 +232,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   /** `cover[0] = count` from userspace. */
   setCount(d: X['descriptor'], count: number): Mapping {
     const m = this.mapping(d);
-    m.trace.count = count;
+    this.gated(() => (m.trace.count = count));
     if (count > m.trace.capacity(1)) this.account.markCountWritten(m.trace);
     this.changes.touched(m.trace.buffer);
     return m;
@@ -217,8 +241,10 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   /** Read-and-reset: count 0 and, under KCOV_UNIQUE_ENABLE, a clear bitmap. */
   resetCoverage(d: X['descriptor']): void {
     const m = this.mapping(d);
-    if (m.bitmapWords > 0) m.area.u32.fill(0, 0, m.bitmapWords * 2);
-    m.trace.count = 0;
+    this.gated(() => {
+      if (m.bitmapWords > 0) m.area.u32.fill(0, 0, m.bitmapWords * 2);
+      m.trace.count = 0;
+    });
     this.changes.touched(m.trace.buffer);
   }
 
@@ -289,8 +315,10 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   exitThread(tid: number): void {
     const t = this.findThread(tid);
     const section = t.section;
-    this.dialect.exit(this, t);
-    this.dropThread(t);
+    this.gated(() => {
+      this.dialect.exit(this, t);
+      this.dropThread(t);
+    });
     // A section it held is gone (a kr_barrier may go through now).
     if (section !== null) this.changes.remoteChanged(section.remote);
     this.changed();
@@ -375,6 +403,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
 
   /** Free everything this kernel holds. */
   destroy(): void {
+    this.cover.settle();
     this.dialect.destroy?.(this);
     for (const t of [...this.tids.values()]) this.dialect.exit(this, t);
     this.tids.clear();
@@ -383,6 +412,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
       this.freeArea(cpu.area);
       cpu.area = null;
     }
+    this.cover.release();
     // Whatever a dialect still held is released with the kernel.
     this.account.releaseAll();
     this.changes.clear();

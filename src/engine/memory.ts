@@ -1,11 +1,11 @@
 import { MEMORY_CATEGORIES, type MemoryCategory } from '../wire/names.js';
 import { fail } from './errno.js';
 
-// The categories are the wire's (GET /v1/kernels shows them); a kernel's account charges the first seven.
+// The categories are the wire's (GET /v1/kernels shows them); a kernel's account charges the first eight.
 export { MEMORY_CATEGORIES, type MemoryCategory } from '../wire/names.js';
 
 /** Categories a kernel's own account holds (the invariant checker sums them over kernels). */
-export const KERNEL_CATEGORIES = ['areas', 'sections', 'guards', 'remotes', 'threads', 'descriptors', 'waiters'] as const satisfies readonly MemoryCategory[];
+export const KERNEL_CATEGORIES = ['areas', 'sections', 'guards', 'remotes', 'threads', 'descriptors', 'waiters', 'cover'] as const satisfies readonly MemoryCategory[];
 export type KernelCategory = (typeof KERNEL_CATEGORIES)[number];
 
 export type MemoryBreakdown = Record<MemoryCategory, number>;

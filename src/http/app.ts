@@ -25,12 +25,16 @@ import { remoteRoutes } from './routes/remotes.js';
 import { serviceRoutes } from './routes/service.js';
 import { threadRoutes } from './routes/threads.js';
 import { boundedValidatorCompiler } from './validate.js';
+import { coverRoutes } from './routes/cover.js';
+import type { Fleet } from '../fleet/fleet.js';
 
 export interface AppState {
   /** Set when shutdown starts: /readyz answers 503. */
   draining: boolean;
   /** [I] Sent as `kcovd-boot` on every reply; `if-kcovd-boot` with another value is 412 ESTALE. */
   readonly bootId: string;
+  /** The fleet sharing the cover unions (KCOV_FLEET_URL), or null. */
+  fleet: Fleet | null;
 }
 
 export interface AppOptions {
@@ -57,7 +61,11 @@ const REQUEST_ID_RE = /^[\w.:@/+=-]{1,128}$/;
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { config } = opts;
   const engine = opts.engine ?? new Engine(engineOptions(config));
-  const state: AppState = { draining: false, bootId: opts.bootId ?? randomUUID() };
+  const bootId = opts.bootId ?? randomUUID();
+  // ioredis is loaded only when a fleet is configured.
+  const fleet = config.fleetUrl === undefined ? null
+    : new (await import('../fleet/redis.js')).RedisFleet(engine, { url: config.fleetUrl, cluster: config.fleetCluster === 'true', instance: bootId, timeoutMs: config.fleetTimeoutMs, flushMs: config.fleetFlushMs });
+  const state: AppState = { draining: false, bootId, fleet };
 
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -116,13 +124,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     if (auth !== undefined && !auth(req, reply)) return;
     done();
   });
-  registerMetrics(app, engine);
+  registerMetrics(app, engine, fleet);
 
   // routes
   await app.register(serviceRoutes, { state });
   await app.register(kernelRoutes, { engine, bootId: state.bootId });
   await app.register(descriptorRoutes, { engine, barrierMs: config.barrierTimeoutMs });
-  await app.register(coverageRoutes, { engine });
+  await app.register(coverageRoutes, { engine, fleet });
+  await app.register(coverRoutes, { engine, fleet });
   await app.register(threadRoutes, { engine });
   await app.register(remoteRoutes, { engine, barrierMs: config.barrierTimeoutMs });
   await app.register(cpuRoutes, { engine });
@@ -132,6 +141,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     longPoll.close();
   });
   app.addHook('onClose', async () => {
+    await fleet?.close();
     engine.close();
   });
   return app;

@@ -95,10 +95,11 @@ const MODE = new Set(['pc', 'cmp']);
 /** CoverageQuery: reset, format and mode, each from its enum, nothing else. */
 export function coverageQuery(data: unknown): unknown {
   const q = data as Record<string, unknown>;
-  const out: { reset?: string; format?: string; mode?: string } = {};
+  const out: { reset?: string; new?: string; format?: string; mode?: string } = {};
   for (const k in q) {
     const v = q[k];
     if (k === 'reset' && typeof v === 'string' && RESET.has(v)) out.reset = v;
+    else if (k === 'new' && typeof v === 'string' && RESET.has(v)) out.new = v;
     else if (k === 'format' && typeof v === 'string' && FORMAT.has(v)) out.format = v;
     else if (k === 'mode' && typeof v === 'string' && MODE.has(v)) out.mode = v;
     else return undefined;

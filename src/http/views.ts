@@ -17,6 +17,7 @@ export function kernelView(k: Kernel, boot: string) {
     max_entries: lim.maxEntries,
     min_entries: lim.minEntries,
     config: k.config,
+    corpus: k.cover.corpus,
   };
 }
 

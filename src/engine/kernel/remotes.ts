@@ -55,7 +55,7 @@ export class RemoteCoverage<X extends DialectTypes = DialectTypes> {
 
   unregister(spec: RemoteSpec): void {
     const key = this.key(spec);
-    this.hook('unregisterRemote').call(this.kernel.dialect, this.kernel, key);
+    this.kernel.gated(() => this.hook('unregisterRemote').call(this.kernel.dialect, this.kernel, key));
     this.kernel.changes.remoteChanged(key);
   }
 

@@ -10,7 +10,7 @@ const HEX = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
  * (formatU64's spelling) at out[at]; returns the next offset. Nibble by
  * nibble into bytes: no string per record.
  */
-function putU64(out: Uint8Array, at: number, lo: number, hi: number): number {
+export function putU64(out: Uint8Array, at: number, lo: number, hi: number): number {
   out[at++] = 0x30; // 0
   out[at++] = 0x78; // x
   let digits: number;

@@ -12,6 +12,7 @@ import { Transform, pipeline } from 'node:stream';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { z } from 'zod';
 import type { Engine } from '../../engine/engine.js';
+import type { Fleet } from '../../fleet/fleet.js';
 import { isChunkedBody } from './binary.js';
 import { encodedLength } from './compress.js';
 import { HttpMetrics } from './http-metrics.js';
@@ -103,6 +104,18 @@ export function createMetrics(engine: Engine): Registry {
   perKernel('kcovd_threads', 'Threads per kernel.', (k) => k.threads.size);
   perKernel('kcovd_areas', 'Coverage areas allocated per kernel (descriptors, remote and per-CPU areas).', (k) => k.account.liveCount);
   perKernel('kcovd_memory_bytes', 'Bytes held by the coverage areas of each kernel.', (k) => k.memory);
+  perKernel('kcovd_cover_pcs', 'Distinct PCs in the cover union of each kernel (this instance).', (k) => k.cover.pcs.size);
+  perKernel('kcovd_cover_signal', 'Distinct syzkaller edge signals in the union of each kernel.', (k) => k.cover.signals.size);
+  const perKernelCount = (name: string, help: string, value: (k: import('../../engine/kernel.js').Kernel) => number) =>
+    new Counter({
+      name, help, labelNames: ['kernel'], registers,
+      collect() {
+        this.reset();
+        for (const k of kernels()) this.inc({ kernel: k.name }, value(k));
+      },
+    });
+  perKernelCount('kcovd_cover_new_pcs_total', 'PCs ?new=true reported new, per kernel (rate() of it: new PCs per second).', (k) => k.cover.reported);
+  perKernelCount('kcovd_cover_lost_total', 'PCs and signals the memory budget had no room for in the union.', (k) => k.cover.lost);
   new Gauge({
     name: 'kcovd_kernels', help: 'Kernels that exist.', registers,
     collect() { this.set(engine.kernels.size); },
@@ -118,8 +131,22 @@ export function createMetrics(engine: Engine): Registry {
   return register;
 }
 
-export function registerMetrics(app: FastifyInstance, engine: Engine): Registry {
+function fleetMetrics(register: Registry, fleet: Fleet): void {
+  const registers = [register];
+  const g = (name: string, help: string, value: () => number) =>
+    new Gauge({ name, help, registers, collect() { this.set(value()); } });
+  g('kcovd_fleet_connected', '1 while Redis (KCOV_FLEET_URL) answers; 0: serving from local unions.', () => (fleet.status().connected ? 1 : 0));
+  g('kcovd_fleet_pending', 'PCs and signals learnt here and not yet in Redis.', () => fleet.status().pending);
+  g('kcovd_fleet_lag_seconds', 'Age of the oldest PC or signal not yet in Redis.', () => fleet.status().lagSeconds);
+  const c = (name: string, help: string, value: () => number) =>
+    new Counter({ name, help, registers, collect() { this.reset(); this.inc(value()); } });
+  c('kcovd_fleet_round_trips_total', 'Redis round trips (pipelined batches) that succeeded.', () => fleet.status().roundTrips);
+  c('kcovd_fleet_failures_total', 'Redis round trips that failed (their keys were kept and retried).', () => fleet.status().failures);
+}
+
+export function registerMetrics(app: FastifyInstance, engine: Engine, fleet: Fleet | null = null): Registry {
   const register = createMetrics(engine);
+  if (fleet !== null) fleetMetrics(register, fleet);
   // Per-request figures are plain numbers on the request path (http-metrics.ts), read at scrape time.
   const http = new HttpMetrics([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30]);
   http.register(register, {

@@ -11,8 +11,10 @@ import { BinaryBody } from '../plugins/docs.js';
 import { sendProblem } from '../plugins/errors.js';
 import { SnapshotPool } from '../codecs/snapshot-pool.js';
 import { noneMatch, snapshotTag } from '../plugins/etag.js';
+import type { Fleet } from '../../fleet/fleet.js';
+import { newCoverageReply } from './cover.js';
 
-export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engine }): Promise<void> {
+export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engine; fleet?: Fleet | null }): Promise<void> {
   const { engine } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   const pool = new SnapshotPool();
@@ -54,6 +56,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     const format = req.query.format ?? negotiate(req.headers.accept);
     const mode = req.query.mode ?? m.mode;
     const reset = req.query.reset === 'true' || req.query.reset === '1';
+    if (req.query.new === 'true' || req.query.new === '1') return newCoverageReply(opts.fleet ?? null, reply, k, d, m, format, mode, reset);
     // The tag of what this reply is made of; a read with a side effect (reset) is never 304.
     const tag = format === 'binary' ? snapshotTag(m.area.bytes, 'binary')
       : snapshotTag(m.trace.bytes.subarray(0, (1 + m.trace.visible(strideOf(mode)) * strideOf(mode)) * 8), `${format} ${mode} ${m.trace.words}`);

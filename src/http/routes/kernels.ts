@@ -25,7 +25,7 @@ export async function kernelRoutes(app: FastifyInstance, opts: { engine: Engine;
       response: { 201: KernelView, ...problems(400, 409, 501, 507) },
     },
   }, async (req, reply) => {
-    const k = engine.createKernel({ name: req.body.name, dialect: req.body.dialect, ncpus: req.body.ncpus, maxEntries: req.body.max_entries, config: req.body.config });
+    const k = engine.createKernel({ name: req.body.name, dialect: req.body.dialect, ncpus: req.body.ncpus, maxEntries: req.body.max_entries, config: req.body.config, corpus: req.body.corpus });
     return reply.code(201).send(view(k));
   });
 

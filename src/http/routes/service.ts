@@ -4,7 +4,16 @@ import { z } from 'zod';
 import type { AppState } from '../app.js';
 
 const Health = z.object({ status: z.literal('ok') });
-const Ready = z.object({ ready: z.boolean(), draining: z.boolean() });
+const Fleet = z.object({
+  kind: z.string(),
+  connected: z.boolean().describe('false: Redis unreachable; the service serves from its local unions and merges once it is back'),
+  error: z.string().nullable(),
+  pending: z.number().int().describe('PCs and signals learnt here and not yet in Redis'),
+  lagSeconds: z.number().describe('age of the oldest pending one'),
+  roundTrips: z.number().int(),
+  failures: z.number().int(),
+}).describe('KCOV_FLEET_URL only');
+const Ready = z.object({ ready: z.boolean(), draining: z.boolean(), fleet: Fleet.optional() });
 
 export async function serviceRoutes(app: FastifyInstance, opts: { state: AppState }): Promise<void> {
   const r = app.withTypeProvider<ZodTypeProvider>();
@@ -20,7 +29,8 @@ export async function serviceRoutes(app: FastifyInstance, opts: { state: AppStat
     },
   }, async (_req, reply) => {
     const draining = opts.state.draining;
-    return reply.code(draining ? 503 : 200).send({ ready: !draining, draining });
+    const fleet = opts.state.fleet?.status();
+    return reply.code(draining ? 503 : 200).send(fleet === undefined ? { ready: !draining, draining } : { ready: !draining, draining, fleet });
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

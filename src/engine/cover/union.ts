@@ -1,0 +1,373 @@
+/**
+ * Cumulative coverage of one kernel: the union of every PC any of its
+ * descriptors recorded (CMP records contribute their PCs), and the set of
+ * distinct syzkaller edge signals of those traces (PC mode only; see
+ * signal.ts). Both survive count resets, closes and re-inits; only
+ * DELETE /cover (reset()) or the kernel's deletion empties them.
+ *
+ * Lazy folding keeps the ingestion path untouched: a record is folded into
+ * the union only when something is about to need it. Each mapped trace (the
+ * count word and records a descriptor's mmap shows) has a mark: `wm`, the
+ * records [0, wm) already folded. Records only ever get appended above the
+ * count between two Kernel gate calls, so [wm, min(count, capacity)) is
+ * exactly what is pending. The Kernel calls settle() before every operation
+ * that may lower a count, re-map, re-init or free an area (its gate: ioctl,
+ * close, PUT count, ?reset, thread exit, remote unregister, kernel delete)
+ * and resync() after it; reads of the union and ?new call settle() first.
+ * An area whose count went below its mark between two gates was changed
+ * outside the gate: checkInvariants reports it.
+ *
+ * What is new: each mark also has an epoch `gen` (new at every count reset
+ * or re-init). A PC folded by a settle that was not a ?new read keeps that
+ * epoch as its tag, meaning "first seen in this area epoch, not yet
+ * reported". ?new on the area then reports every record whose PC is either
+ * absent or tagged with the area's own epoch, and re-tags it REPORTED. So a
+ * reader of /cover (a dashboard) never steals newness from a fuzzer's
+ * ?new=true, and each PC is reported new at most once per union: by the
+ * area that recorded it first (first folded).
+ */
+import { PC_STRIDE, strideOf, type Area } from '../area.js';
+import type { Kernel } from '../kernel.js';
+import { fail } from '../errno.js';
+import { PcSet, type Charger } from './pcset.js';
+import { signalLo } from './signal.js';
+
+/** Tag of a PC already reported new (or learned from the fleet): never new again. */
+export const REPORTED = 1;
+
+interface Mark {
+  trace: Area;
+  stride: number;
+  /** Records [0, wm) are folded. */
+  wm: number;
+  /** Epoch of the area's records (tag of PCs it folded and has not reported yet). */
+  gen: number;
+  /** PCs folded with this epoch's tag and not reported since (an upper bound: the fleet may re-tag some). */
+  unreported: number;
+}
+
+/** What ?new=true found in one area. */
+export interface NewRecords {
+  /** The new records, `stride` words each, as little-endian words. */
+  readonly records: Uint32Array;
+  readonly stride: number;
+  /** Records shown by the area (min(count, capacity)). */
+  readonly visible: number;
+  /** Count word as stored. */
+  readonly count: number;
+  readonly words: number;
+}
+
+/** Keys that entered the union since the fleet last took them. */
+export interface Journal {
+  readonly pcs: PcSet;
+  readonly signals: PcSet;
+  /** The journal could not hold a key (budget): the fleet must push the whole union. */
+  overflow: boolean;
+}
+
+export class CoverUnion {
+  /** [I] fleet name of the union (POST /v1/kernels `corpus`, default the kernel's name). */
+  readonly corpus: string;
+  readonly pcs: PcSet;
+  readonly signals: PcSet;
+  /** [K] set by the fleet; null without one. */
+  journal: Journal | null = null;
+  /** PCs and signals the budget had no room for (not in the union). */
+  lost = 0;
+  /** PCs ?new=true reported new, since the kernel was created. */
+  reported = 0;
+  /** Union resets (DELETE /cover). */
+  resets = 0;
+  private readonly kernel: Kernel;
+  private readonly budget: Charger;
+  private readonly marks = new Map<ArrayBuffer, Mark>();
+  private nextGen = 2;
+
+  /** [I] false with KCOV_COVER=off: nothing is folded, /cover and ?new=true are EOPNOTSUPP. */
+  readonly enabled: boolean;
+
+  constructor(kernel: Kernel, budget: Charger, corpus: string, enabled = true) {
+    this.enabled = enabled;
+    this.kernel = kernel;
+    this.budget = budget;
+    this.corpus = corpus;
+    this.pcs = new PcSet(budget, `cover union of kernel "${kernel.name}"`);
+    this.signals = new PcSet(budget, `signal set of kernel "${kernel.name}"`);
+  }
+
+  /** Bytes charged to the budget. */
+  get bytes(): number {
+    return this.pcs.bytes + this.signals.bytes + (this.journal === null ? 0 : this.journal.pcs.bytes + this.journal.signals.bytes);
+  }
+
+  /** The traces descriptors map now, one per buffer. */
+  private *sources(): Generator<{ trace: Area; stride: number }> {
+    const k = this.kernel;
+    const seen = new Set<ArrayBuffer>();
+    const of = (d: import('../model.js').Descriptor) => {
+      let m: { trace: Area; mode: 'pc' | 'cmp' } | null;
+      try {
+        m = k.dialect.mapped !== undefined ? k.dialect.mapped(k, d) : plainMapping(d);
+      } catch {
+        m = null; // the dialect's mmap fails: nothing mapped
+      }
+      if (m === null || seen.has(m.trace.buffer)) return null;
+      seen.add(m.trace.buffer);
+      return { trace: m.trace, stride: strideOf(m.mode) };
+    };
+    for (const d of k.descriptors.values()) {
+      const s = of(d);
+      if (s !== null) yield s;
+    }
+    // Closed but still held by a tracing thread: still recording.
+    for (const t of k.threads.values()) {
+      if (t.kcov === null || !t.kcov.closed) continue;
+      const s = of(t.kcov);
+      if (s !== null) yield s;
+    }
+  }
+
+  /** Fold every pending record of every mapped trace. */
+  settle(): void {
+    if (!this.enabled) return;
+    const account = this.kernel.account;
+    const current = new Set<ArrayBuffer>();
+    for (const s of this.sources()) {
+      current.add(s.trace.buffer);
+      let m = this.marks.get(s.trace.buffer);
+      if (m === undefined) {
+        m = { trace: s.trace, stride: s.stride, wm: 0, gen: this.nextGen++, unreported: 0 };
+        this.marks.set(s.trace.buffer, m);
+      } else if (m.trace !== s.trace || m.stride !== s.stride) {
+        this.fold(m); // in the mode its records were written in
+        m.trace = s.trace;
+        m.stride = s.stride;
+      }
+      this.fold(m);
+    }
+    for (const [buf, m] of this.marks) {
+      if (current.has(buf)) continue;
+      // No longer mapped: fold what it still holds while it is live, then forget it.
+      if (account.isLive(buf)) this.fold(m);
+      this.marks.delete(buf);
+    }
+  }
+
+  /** `area` is about to be freed (by any path, gated or not): fold what it holds, then forget it. */
+  freeing(area: Area): void {
+    const m = this.marks.get(area.buffer);
+    if (m === undefined) return;
+    this.fold(m);
+    this.marks.delete(area.buffer);
+  }
+
+  /** After a gated operation: what the traces hold now is accounted for. */
+  resync(): void {
+    if (!this.enabled) return;
+    const current = new Set<ArrayBuffer>();
+    for (const s of this.sources()) {
+      current.add(s.trace.buffer);
+      const vis = s.trace.visible(s.stride);
+      const m = this.marks.get(s.trace.buffer);
+      if (m === undefined) {
+        this.marks.set(s.trace.buffer, { trace: s.trace, stride: s.stride, wm: vis, gen: this.nextGen++, unreported: 0 });
+        continue;
+      }
+      // A count moved down (reset, PUT count) starts a new epoch of records.
+      if (vis < m.wm || m.trace !== s.trace) {
+        m.gen = this.nextGen++;
+        m.unreported = 0;
+      }
+      m.trace = s.trace;
+      m.stride = s.stride;
+      m.wm = vis;
+    }
+    for (const buf of this.marks.keys()) if (!current.has(buf)) this.marks.delete(buf);
+  }
+
+  private fold(m: Mark): void {
+    const trace = m.trace;
+    const vis = trace.visible(m.stride);
+    if (vis <= m.wm) {
+      m.wm = Math.min(m.wm, vis);
+      return;
+    }
+    const u = trace.u32;
+    const stride = m.stride;
+    const gen = m.gen;
+    const pcs = this.pcs;
+    const j = this.journal;
+    // PC of record i: its last word (PC mode: the record; CMP: type, arg1, arg2, pc).
+    let w = (1 + m.wm * stride + stride - 1) * 2;
+    const step = stride * 2;
+    let prev = m.wm > 0 && stride === PC_STRIDE ? u[w - step]! : 0;
+    for (let i = m.wm; i < vis; i++, w += step) {
+      const lo = u[w]!, hi = u[w + 1]!;
+      const r = pcs.add(lo, hi, gen);
+      if (r === -2) this.lost++;
+      else if (r >= 0) {
+        m.unreported++;
+        if (j !== null && j.pcs.add(lo, hi, 1) === -2) j.overflow = true;
+      }
+      if (stride === PC_STRIDE) {
+        this.addSignal(signalLo(lo, prev), hi);
+        prev = lo;
+      }
+    }
+    m.wm = vis;
+  }
+
+  private addSignal(lo: number, hi: number): void {
+    const r = this.signals.add(lo, hi, REPORTED);
+    if (r === -2) this.lost++;
+    else if (r >= 0 && this.journal !== null && this.journal.signals.add(lo, hi, 1) === -2) this.journal.overflow = true;
+  }
+
+  /**
+   * ?new=true: settle, then the records of `trace` whose PC is new (absent,
+   * or first folded from this very area epoch and not yet reported), in area
+   * order, each PC once. They are marked reported. Synchronous: the caller
+   * resets the count (if asked) in the same tick, so both are one step.
+   */
+  takeNew(trace: Area, mode: 'pc' | 'cmp'): NewRecords {
+    this.requireEnabled();
+    this.settle();
+    const stride = strideOf(mode);
+    const m = this.marks.get(trace.buffer);
+    const own = m !== undefined && m.trace === trace && m.stride === stride;
+    const gen = own ? m.gen : -1;
+    // Records below the mark that are not in the union were accounted for without being recorded:
+    // stale words shown after a count written upwards, or records from before DELETE /cover.
+    const accounted = own ? m.wm : 0;
+    const vis = trace.visible(stride);
+    // Nothing of this epoch is unreported and everything shown is folded: nothing is new, no scan.
+    if (own && m.unreported === 0) return { records: new Uint32Array(0), stride, visible: vis, count: trace.count, words: trace.words };
+    const u = trace.u32;
+    const pcs = this.pcs;
+    const hits: number[] = [];
+    for (let i = 0, w = (1 + stride - 1) * 2; i < vis; i++, w += stride * 2) {
+      const lo = u[w]!, hi = u[w + 1]!;
+      const slot = pcs.find(lo, hi);
+      if (slot < 0) {
+        if (i < accounted) continue;
+        // Not folded (read in another mode than written): add it now.
+        const r = pcs.add(lo, hi, REPORTED);
+        if (r === -2) {
+          this.lost++;
+          continue;
+        }
+        if (this.journal !== null && this.journal.pcs.add(lo, hi, 1) === -2) this.journal.overflow = true;
+        hits.push(i);
+      } else if (pcs.tagAt(slot) === gen) {
+        pcs.setTag(slot, REPORTED);
+        hits.push(i);
+      }
+    }
+    const records = new Uint32Array(hits.length * stride * 2);
+    for (let n = 0; n < hits.length; n++) {
+      const from = (1 + hits[n]! * stride) * 2;
+      records.set(u.subarray(from, from + stride * 2), n * stride * 2);
+    }
+    this.reported += hits.length;
+    if (own) m.unreported = 0;
+    return { records, stride, visible: vis, count: trace.count, words: trace.words };
+  }
+
+  /** EOPNOTSUPP when the service runs with KCOV_COVER=off. */
+  requireEnabled(): void {
+    if (!this.enabled) fail('EOPNOTSUPP', `cumulative coverage is off (KCOV_COVER=off): kernel "${this.kernel.name}" keeps no union`);
+  }
+
+  /** A PC some other instance of the fleet found first: known, never new here. */
+  learn(lo: number, hi: number): void {
+    const slot = this.pcs.find(lo, hi);
+    if (slot >= 0) this.pcs.setTag(slot, REPORTED);
+    else if (this.pcs.add(lo, hi, REPORTED) === -2) this.lost++;
+  }
+
+  /** DELETE /cover: empty the union; what the areas hold now is not in the new one. */
+  reset(): void {
+    this.settle();
+    this.pcs.clear();
+    this.signals.clear();
+    if (this.journal !== null) {
+      this.journal.pcs.clear();
+      this.journal.signals.clear();
+      this.journal.overflow = false;
+    }
+    for (const m of this.marks.values()) {
+      m.gen = this.nextGen++;
+      m.unreported = 0;
+    }
+    this.resets++;
+  }
+
+  /** Start keeping a journal for the fleet (charged to the budget). */
+  startJournal(): Journal {
+    if (this.journal === null) {
+      const what = `fleet journal of kernel "${this.kernel.name}"`;
+      this.journal = { pcs: new PcSet(this.budget, what), signals: new PcSet(this.budget, what), overflow: false };
+    }
+    return this.journal;
+  }
+
+  /** Take what the journal holds (little-endian words of PCs and signals) and empty it. */
+  takeJournal(): { pcs: Uint32Array; signals: Uint32Array; overflow: boolean } | null {
+    const j = this.journal;
+    if (j === null || (j.pcs.size === 0 && j.signals.size === 0 && !j.overflow)) return null;
+    const out = j.overflow
+      ? { pcs: this.pcs.words(), signals: this.signals.words(), overflow: true }
+      : { pcs: j.pcs.words(), signals: j.signals.words(), overflow: false };
+    j.pcs.clear();
+    j.signals.clear();
+    j.overflow = false;
+    return out;
+  }
+
+  /** Put back what a failed push took, so nothing is lost. */
+  restoreJournal(pcs: Uint32Array, signals: Uint32Array): void {
+    const j = this.journal;
+    if (j === null) return;
+    for (let i = 0; i < pcs.length; i += 2) if (j.pcs.add(pcs[i]!, pcs[i + 1]!, 1) === -2) j.overflow = true;
+    for (let i = 0; i < signals.length; i += 2) if (j.signals.add(signals[i]!, signals[i + 1]!, 1) === -2) j.overflow = true;
+  }
+
+  /** Called once before release() (the fleet takes the journal's last keys). */
+  onRelease: ((union: CoverUnion) => void) | null = null;
+
+  /** Release every byte (the kernel is being deleted). */
+  release(): void {
+    this.onRelease?.(this);
+    this.onRelease = null;
+    this.pcs.release();
+    this.signals.release();
+    if (this.journal !== null) {
+      this.journal.pcs.release();
+      this.journal.signals.release();
+    }
+    this.marks.clear();
+  }
+
+  /** Broken rules, for checkInvariants. */
+  check(at: string, out: string[]): void {
+    this.pcs.check(`${at}: cover union`, out);
+    this.signals.check(`${at}: signal set`, out);
+    if (this.journal !== null) {
+      this.journal.pcs.check(`${at}: fleet journal`, out);
+      this.journal.signals.check(`${at}: fleet journal signals`, out);
+    }
+    for (const m of this.marks.values()) {
+      if (!this.kernel.account.isLive(m.trace.buffer)) out.push(`${at}: cover mark on an area that is not live`);
+      const vis = m.trace.visible(m.stride);
+      if (m.wm > vis) out.push(`${at}: an area's count went below its folded mark (${vis} < ${m.wm}) outside the kernel's gate`);
+    }
+  }
+}
+
+/** What mmap of a descriptor shows when the dialect has no mapped() of its own (Kernel.mapping's default). */
+function plainMapping(d: import('../model.js').Descriptor): { trace: Area; mode: 'pc' | 'cmp' } | null {
+  const trace = d.trace();
+  if (d.area === null || trace === null) return null;
+  return { trace, mode: d.mode ?? d.lastMode };
+}

@@ -1,0 +1,155 @@
+/**
+ * The fleet against a real redis-server (Debian's package): two kcovd
+ * instances share one union; Redis stopped and restarted empty mid-test loses
+ * nothing. CI installs redis-server (.ci/run); there a missing one fails.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import type { FastifyInstance } from 'fastify';
+import { Client, json, makeApp, pcs } from '../helpers.js';
+
+const have = spawnSync('redis-server', ['--version']).status === 0;
+if (!have && process.env.CI === 'true') {
+  t.fail('redis-server is not installed (apt-get install -y redis-server); CI must run these tests');
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+class RedisServer {
+  proc: ChildProcess | null = null;
+  constructor(readonly port: number, readonly dir: string) {}
+
+  async start(): Promise<void> {
+    const p = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = p;
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      const onData = (b: Buffer) => {
+        out += b.toString();
+        if (out.includes('Ready to accept connections')) resolve();
+      };
+      p.stdout!.on('data', onData);
+      p.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
+    });
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (p === null || p.exitCode !== null) return;
+    this.proc = null;
+    await new Promise<void>((resolve) => {
+      p.once('exit', () => resolve());
+      p.kill('SIGKILL');
+    });
+  }
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function fleetStatus(app: FastifyInstance): Promise<{ connected: boolean; pending: number }> {
+  return json(await app.inject({ method: 'GET', url: '/readyz' })).fleet;
+}
+
+async function tracing(app: FastifyInstance, tid: number) {
+  const c = new Client(app);
+  const fd = await c.open(tid);
+  await c.ok(fd, 'KCOV_INIT_TRACE', tid, 256);
+  await c.ok(fd, 'KCOV_ENABLE', tid, 'pc');
+  return { c, fd };
+}
+
+async function unionOf(c: Client): Promise<{ pcs: string[]; source: string; signal: number }> {
+  return json(await c.app.inject({ method: 'GET', url: `${c.base}/cover` }));
+}
+
+t.test('two instances on one Redis', { skip: have ? false : 'redis-server not installed (not CI)' }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'kcovd-redis-'));
+  const redis = new RedisServer(await freePort(), dir);
+  await redis.start();
+  t.teardown(async () => {
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const env = { KCOV_FLEET_URL: `redis://127.0.0.1:${redis.port}`, KCOV_FLEET_FLUSH_MS: '10', KCOV_FLEET_TIMEOUT_MS: '1000' };
+  const A = await makeApp(t, env);
+  const B = await makeApp(t, env);
+  await until('A connected', async () => (await fleetStatus(A)).connected);
+  await until('B connected', async () => (await fleetStatus(B)).connected);
+  const a = await tracing(A, 1);
+  const b = await tracing(B, 1);
+
+  t.test('a PC posted to A is not new on B', async (t) => {
+    await a.c.binary(1, pcs(0x10, 0x20));
+    // A pushes within a flush interval without anyone reading its area.
+    await until('B sees A\'s PCs', async () => {
+      const u = await unionOf(b.c);
+      return u.source === 'fleet' && u.pcs.includes('0x20');
+    });
+    await b.c.binary(1, pcs(0x20, 0x30));
+    const nb = json(await b.c.coverage(b.fd, 'application/json', '?new=true&reset=true'));
+    t.same(nb.pcs, ['0x30'], 'B: 0x20 was found first by A');
+    t.equal(nb.seen, 1);
+    const na = json(await a.c.coverage(a.fd, 'application/json', '?new=true&reset=true'));
+    t.same(na.pcs, ['0x10', '0x20'], 'A: still new for the instance that found them');
+    await a.c.binary(1, pcs(0x30));
+    t.same(json(await a.c.coverage(a.fd, 'application/json', '?new=true&reset=true')).pcs, [], 'A: 0x30 was claimed by B');
+    const u = await unionOf(a.c);
+    t.same(u.pcs, ['0x10', '0x20', '0x30'], 'one union for both');
+    t.equal(u.source, 'fleet');
+  });
+
+  t.test('Redis stopped mid-test and restarted empty: nothing lost', async (t) => {
+    await a.c.binary(1, pcs(0x100));
+    await until('0x100 in Redis', async () => (await unionOf(b.c)).pcs.includes('0x100'));
+    await redis.stop();
+    await until('A sees the outage', async () => !(await fleetStatus(A)).connected);
+    // Both keep serving from their local unions.
+    await a.c.binary(1, pcs(0x200));
+    const na = json(await a.c.coverage(a.fd, 'application/json', '?new=true&reset=true'));
+    t.same(na.pcs, ['0x100', '0x200'], 'A answers ?new locally');
+    await b.c.binary(1, pcs(0x300));
+    const ub = await unionOf(b.c);
+    t.equal(ub.source, 'local', 'B says where its answer comes from');
+    t.ok(ub.pcs.includes('0x300'));
+    const ready = json(await B.inject({ method: 'GET', url: '/readyz' }));
+    t.equal(ready.ready, true, 'still ready: serving from the local union');
+    t.equal(ready.fleet.connected, false);
+    t.ok(ready.fleet.pending > 0, 'what B learnt is pending');
+    t.match((await B.inject({ method: 'GET', url: '/metrics' })).body, /kcovd_fleet_connected 0/);
+
+    await redis.start(); // empty: --save ''
+    await until('A and B back', async () => (await fleetStatus(A)).connected && (await fleetStatus(B)).connected);
+    const all = ['0x10', '0x20', '0x30', '0x100', '0x200', '0x300'];
+    const u = await until('the union complete again', async () => {
+      const v = await unionOf(a.c);
+      return v.source === 'fleet' && all.every((p) => v.pcs.includes(p)) ? v : undefined;
+    });
+    t.same(u.pcs, all, 'everything either instance learnt, before and during the outage');
+    t.equal((await fleetStatus(B)).pending, 0);
+    await b.c.binary(1, pcs(0x200));
+    // B's area still holds 0x300, which B found during the outage and never reported: new for B alone.
+    t.same(json(await b.c.coverage(b.fd, 'application/json', '?new=true&reset=true')).pcs, ['0x300'], 'A\'s outage-time 0x200 is not new on B');
+    t.match((await A.inject({ method: 'GET', url: '/metrics' })).body, /kcovd_fleet_round_trips_total [1-9]/);
+  });
+});
