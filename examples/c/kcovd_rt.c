@@ -115,6 +115,7 @@ struct slot {
   volatile int overflow_said;
   /* sender-only */
   volatile int setup;            /* 0 not yet, 1 done, -1 failed */
+  volatile int tried;            /* the sender tried to set it up at least once */
   int fd;                        /* descriptor opened (KCOVD_ENABLE), or -1 */
   int area_full_said;
   uint64_t stored_here;          /* stored since the last (re)setup */
@@ -174,6 +175,7 @@ static struct {
   long max_entries;
   int kernel_known;              /* 1 known, -1 the kernel does not exist */
   int warned_errors;
+  int said_down;                 /* "unreachable" said, not yet answered again */
 } S = { .sock = -1 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -230,7 +232,8 @@ NOINSTR static int env_choice(const char *name, const char *const *choices, int 
   }
   char list[128] = "";
   for (int i = 0; choices[i] != NULL; i++) {
-    strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+    if (choices[i][0] == '\0') continue;
+    strncat(list, list[0] ? ", " : "", sizeof list - strlen(list) - 1);
     strncat(list, choices[i], sizeof list - strlen(list) - 1);
   }
   say("kcovd_rt: %s=%s is not one of %s; the runtime is off\n", name, v, list);
@@ -397,6 +400,7 @@ NOINSTR static void slot_reset(struct slot *s) {
   s->seen = s->rt_dropped = s->nested = 0;
   s->overflow = s->overflow_said = 0;
   s->setup = 0;
+  s->tried = 0;
   s->fd = -1;
   s->area_full_said = 0;
   s->stored_here = 0;
@@ -755,8 +759,13 @@ NOINSTR static void http_once(const char *method, const char *path, const char *
   clock_gettime(CLOCK_MONOTONIC, &S.last_use);
 }
 
-NOINSTR static void backoff(void) {
+NOINSTR static void backoff(const char *why) {
   conn_close();
+  ADD(G.errors, 1);
+  if (!S.said_down) {
+    S.said_down = 1;
+    say("kcovd_rt: %s: %s; records are dropped and counted until it answers (retrying with backoff)\n", cfg.hosthdr, why);
+  }
   S.down = 1;
   S.backoff_ms = S.backoff_ms == 0 ? 50 : S.backoff_ms * 2 > 2000 ? 2000 : S.backoff_ms * 2;
   clock_gettime(CLOCK_MONOTONIC, &S.retry_at);
@@ -797,13 +806,15 @@ NOINSTR static void http(const char *method, const char *path, const char *type,
     if (S.sock < 0) {
       if (conn_open() != 0) {
         out->status = R_CONNECT;
-        backoff();
+        backoff("service unreachable");
         return;
       }
       fresh = 1;
     }
     http_once(method, path, type, body, len, out);
     if (out->status > 0) {
+      if (S.said_down) say("kcovd_rt: %s answers again\n", cfg.hosthdr);
+      S.said_down = 0;
       S.down = 0;
       S.backoff_ms = 0;
       if (out->boot[0] != '\0' && S.boot[0] == '\0') snprintf(S.boot, sizeof S.boot, "%s", out->boot);
@@ -818,12 +829,12 @@ NOINSTR static void http(const char *method, const char *path, const char *type,
       return;
     }
     if (out->status == R_TIMEOUT) {
-      backoff();
+      backoff("no reply within KCOVD_TIMEOUT_MS");
       return;
     }
     conn_close();
     if (fresh) {
-      backoff();
+      backoff("connection failed");
       return;
     }
     /* a reused connection that failed: the server closed it while idle; once more */
@@ -972,6 +983,7 @@ NOINSTR static uint64_t json_num(const char *body, const char *key) {
 }
 
 NOINSTR static void count_error(struct slot *s, const char *what, const struct reply *r) {
+  if (r->status < 0) return; /* counted and said when the connection failed */
   ADD(G.errors, 1);
   if (S.warned_errors++ < 3) say_http(what, s->tid, r);
   else if (S.warned_errors == 4) say("kcovd_rt: more failed requests; the summary at exit counts them\n");
@@ -981,7 +993,7 @@ NOINSTR static void count_error(struct slot *s, const char *what, const struct r
 NOINSTR static void send_batch(struct slot *s, int k, const uint64_t *w, size_t nw) {
   uint64_t n = nw / (k == K_PC ? 1 : 4);
   if (s->setup == 0) setup(s);
-  if (S.down || s->setup < 0) {
+  if (in_backoff() || s->setup < 0) {
     /* unreachable (in backoff) or no descriptor: the program must not wait for it */
     ADD(G.rt_dropped, n);
     if (s->setup < 0) ADD(G.errors, 1);
@@ -1022,7 +1034,7 @@ NOINSTR static void send_batch(struct slot *s, int k, const uint64_t *w, size_t 
 NOINSTR static void end_thread(struct slot *s) {
   char path[300];
   struct reply r;
-  if (s->setup == 1 && !S.down) {
+  if (s->setup == 1 && !in_backoff()) {
     snprintf(path, sizeof path, "/v1/kernels/%s/threads/%ld", cfg.kernel, s->tid);
     http("DELETE", path, NULL, NULL, 0, &r);
     if (cfg.close_at_exit && s->fd >= 0) {
@@ -1044,7 +1056,10 @@ NOINSTR static int sender_pass(void) {
     struct slot *s = &slots[i];
     int st = LOAD(s->state);
     if (st == SLOT_FREE) continue;
-    if (s->setup == 0) setup(s);
+    if (s->setup == 0) {
+      setup(s);
+      STORE(s->tried, 1);
+    }
     for (int k = 0; k < NKINDS; k++) {
       if (!cfg.want[k]) continue;
       struct ring *r = &s->ring[k];
@@ -1153,7 +1168,7 @@ NOINSTR int kcovd_fd(void) {
   struct slot *s = T.slot;
   if (s == NULL || cfg.enable[0] == '\0') return -1;
   long until = now_ms() + cfg.timeout_ms * 2;
-  while (LOAD(s->setup) == 0 && now_ms() < until && sender_running) {
+  while (LOAD(s->setup) == 0 && !LOAD(s->tried) && now_ms() < until && sender_running) {
     sem_post(&wake);
     nap_us(200);
   }

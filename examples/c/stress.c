@@ -8,6 +8,7 @@
  *   stress abort N           work, then abort()
  *   stress exit N            work, then _exit(0)
  *   stress slow ROUNDS MS    work, kcovd_flush(), sleep MS, ROUNDS times
+ *   stress until FILE MS     the same until FILE exists, then 10 rounds more
  * Each line it prints names the tid a piece of work ran on; "stats ..." is kcovd_stats().
  */
 #define _GNU_SOURCE
@@ -166,9 +167,24 @@ int main(int argc, char **argv) {
     fflush(stdout);
     _exit(0);
   }
+  if (strcmp(mode, "until") == 0) {
+    volatile unsigned long sink = 0;
+    long more = -1;
+    for (unsigned long i = 0; more != 0; i++) {
+      sink += work(i, 2000);
+      kcovd_flush();
+      usleep((useconds_t)b * 1000);
+      if (more > 0) more--;
+      else if (more < 0 && access(argv[2], F_OK) == 0) more = 10;
+    }
+    printf("until tid %ld fd %d\n", kcovd_tid(), kcovd_fd());
+    print_stats("main");
+    return 0;
+  }
   if (strcmp(mode, "slow") == 0) {
+    volatile unsigned long sink = 0;
     for (long i = 0; i < a; i++) {
-      work((unsigned long)i, 200);
+      sink += work((unsigned long)i, 2000);
       kcovd_flush();
       usleep((useconds_t)b * 1000);
     }

@@ -148,8 +148,16 @@ export async function spawnServer(t: { teardown(fn: () => unknown): void }, env:
   }
   const sock = socketPath;
   const proc = spawn(process.execPath, [SERVER_JS], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', KCOV_SOCKET: sock, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', KCOV_SOCKET: sock, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  // Ready when this process says it listens on the socket (an older server may still answer on the path).
+  let listening = false;
+  let log = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    if (listening) return;
+    log += d.toString();
+    if (log.includes('listening on the Unix socket')) listening = true;
   });
   let exited = false;
   proc.on('exit', () => (exited = true));
@@ -166,7 +174,7 @@ export async function spawnServer(t: { teardown(fn: () => unknown): void }, env:
   });
   const until = Date.now() + 20_000;
   for (;;) {
-    if (existsSync(sock)) {
+    if (listening && existsSync(sock)) {
       try {
         const r = await http({ socketPath: sock }, 'GET', '/healthz');
         if (r.status === 200) break;
