@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { run, type Job, type Load } from './driver.js';
 import { engineBench, snapshotCodecBench, type MicroRow } from './micro.js';
+import { runtimeBench } from './runtime.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -215,6 +216,7 @@ async function main(): Promise<void> {
   const micro: MicroRow[] = [];
   if (ONLY === undefined || 'engine'.includes(ONLY)) micro.push(...engineBench(ROUNDS));
   if (ONLY === undefined || 'snapshot codecs'.includes(ONLY)) micro.push(...snapshotCodecBench(ROUNDS));
+  if (ONLY === undefined || 'C runtime'.includes(ONLY)) micro.push(...(await runtimeBench(ROUNDS)));
   for (const m of micro) {
     rows.push(`| ${m.name} | ${m.value} | ${m.baseline} | ${m.baselineValue} | **${m.ratio.toFixed(2)}×** | ${m.min.toFixed(2)}–${m.max.toFixed(2)} | ${m.target} |`);
   }
