@@ -133,6 +133,7 @@ struct tls {
   uint32_t pos[NKINDS], cap[NKINDS];
   volatile int busy;
   int off;                       /* never traces (the sender, a fork child, after exit) */
+  int noslot;                    /* off because every slot was taken: its records count as dropped */
   struct slot *slot;
 };
 static __thread struct tls T __attribute__((tls_model("initial-exec")));
@@ -424,8 +425,11 @@ NOINSTR static void publish(struct tls *t, int k) {
   if (t->buf[k] == NULL) return;
   struct ring *r = &t->slot->ring[k];
   uint32_t n = t->pos[k];
+  if (n == 0) {
+    t->cap[k] = (uint32_t)cfg.batch; /* nothing to hand over: the thread keeps its buffer */
+    return;
+  }
   t->cap[k] = 0;
-  if (n == 0) return;
   r->len[r->filled % (uint64_t)cfg.nbuf] = n;
   t->slot->seen += n / (k == K_PC ? 1 : 4);
   STORE(r->filled, r->filled + 1);
@@ -484,6 +488,7 @@ NOINSTR static int first_record(struct tls *t) {
   if (s == NULL) {
     ADD(g_noslot, 1);
     t->off = 1;
+    t->noslot = 1;
     return 0;
   }
   t->slot = s;
@@ -498,13 +503,13 @@ NOINSTR static int first_record(struct tls *t) {
 
 /* Everything the fast path cannot do: first record, full buffer, overflow. */
 NOINSTR __attribute__((noinline)) static void slow(struct tls *t, int k, const uint64_t *w, unsigned nw) {
-  if (t->off || !cfg.want[k]) return;
+  if (t->off || !cfg.want[k]) {
+    if (t->noslot && cfg.want[k] && !finished) ADD(g_noslot, nw / (k == K_PC ? 1 : 4));
+    return;
+  }
   if (t->slot == NULL && !first_record(t)) return;
   struct slot *s = t->slot;
-  if (t->buf[k] != NULL && t->pos[k] + nw > t->cap[k]) {
-    if (t->pos[k] > 0) t->cap[k] = t->pos[k]; /* full: publish */
-    publish(t, k);
-  }
+  if (t->buf[k] != NULL && t->pos[k] + nw > t->cap[k]) publish(t, k); /* full */
   if (t->buf[k] == NULL && !next_buffer(t, k, 1)) {
     s->rt_dropped += 1;
     s->seen += 1;

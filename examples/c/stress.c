@@ -48,6 +48,7 @@ static unsigned long work(unsigned long seed, long n) {
 static void print_stats(const char *who) {
   struct kcovd_stats st;
   kcovd_flush();
+  kcovd_flush(); /* a second flush finds an empty buffer: the thread must go on recording into it */
   kcovd_stats(&st);
   printf("stats %s seen=%llu sent=%llu stored=%llu area_dropped=%llu ignored=%llu runtime_dropped=%llu nested_lost=%llu "
          "unconfirmed=%llu pending=%llu errors=%llu restarts=%llu\n",
