@@ -51,7 +51,7 @@ t.test('C runtime under stress', { skip: noGcc }, async (t) => {
 
   await t.test('4 threads at once: each tid its own descriptor, each sequence exact', async (t) => {
     const k = await kernel();
-    const r = await run(rt, ['threads', '4', '150000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc' }, 60_000);
+    const r = await run(rt, ['threads', '4', '100000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc' }, 60_000);
     t.equal(r.code, 0, r.stderr);
     t.equal(r.stderr, '', 'nothing lost, nothing to say');
     const st = stats(r.stdout);
@@ -60,12 +60,12 @@ t.test('C runtime under stress', { skip: noGcc }, async (t) => {
     const tids = tidsOf(r.stdout, /^thread \d+ tid (\d+)/gm);
     const fds = tidsOf(r.stdout, /^thread \d+ tid \d+ fd (\d+)/gm);
     t.equal(new Set(tids).size, 4, 'four distinct tids');
-    const rr = await refRun(['threads', '4', '150000']);
+    const rr = await refRun(['threads', '4', '100000']);
     const refTids = tidsOf(rr.r.stdout, /^thread \d+ tid (\d+)/gm);
     for (let i = 0; i < 4; i++) {
       const held = pcsOf(await area(target, k, fds[i]), delta);
       const want = pcsOf(rr.file(refTids[i]));
-      t.ok(want.length > 500_000, `thread ${i}: ${want.length} PCs`);
+      t.ok(want.length > 300_000, `thread ${i}: ${want.length} PCs`);
       t.equal(firstDiff(held, want), -1, `thread ${i} (tid ${tids[i]}): the same ${want.length} PCs in the same order`);
     }
     const threads: { tid: number }[] = (await jsonOf(target, 'GET', `/v1/kernels/${k}/threads`)).threads;
@@ -75,12 +75,12 @@ t.test('C runtime under stress', { skip: noGcc }, async (t) => {
   for (const mode of ['off', 'trace'] as const) {
     await t.test(`fork, parent and child running together, KCOVD_FORK=${mode}`, async (t) => {
       const k = await kernel();
-      const r = await run(rt, ['fork', '400000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc', KCOVD_FORK: mode, KCOVD_BATCH: '16384' }, 30_000);
+      const r = await run(rt, ['fork', '200000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc', KCOVD_FORK: mode, KCOVD_BATCH: '16384' }, 30_000);
       t.equal(r.code, 0, `no hang, exit 0: ${r.stderr}`);
       const parent = fdOf(r.stdout, 'parent');
       const childPid = Number(/child (\d+) status 0/.exec(r.stdout)?.[1]);
       t.ok(childPid > 0, 'the child exited 0');
-      const rr = await refRun(['fork', '400000']);
+      const rr = await refRun(['fork', '200000']);
       const refParent = tidsOf(rr.r.stdout, /^parent tid (\d+)/gm)[0];
       const refChild = Number(/child (\d+) status 0/.exec(rr.r.stdout)?.[1]);
       const held = pcsOf(await area(target, k, parent.fd), delta);

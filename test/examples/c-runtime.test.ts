@@ -134,6 +134,18 @@ t.test('C runtime', { skip: needTool('gcc') || needTool('make') }, async (t) => 
     t.match(r.stderr, /[1-9]\d* dropped by the runtime/, 'and the records that had nowhere to go are counted');
   });
 
+  await t.test('an area that fills: a warning the first time, the drops counted as the service reported them', async (t) => {
+    await client.createKernel({ name: 'tiny', dialect: 'linux' });
+    const r = await demoRun({ KCOVD_ENABLE: 'pc', KCOVD_KERNEL: 'tiny', KCOVD_WORDS: '64' });
+    t.equal(r.code, 0);
+    const warnings = r.stderr.match(/the area of fd \d+ is full/g) ?? [];
+    t.equal(warnings.length, 2, 'once per area (two threads)');
+    const m = /(\d+) records seen, (\d+) sent, (\d+) stored, (\d+) dropped by full areas/.exec(r.stderr);
+    t.ok(m !== null, r.stderr);
+    t.equal(Number(m![3]), 2 * 63, 'each area stored what it holds (64 words: 63 PCs)');
+    t.equal(Number(m![3]) + Number(m![4]), Number(m![2]), 'the rest is counted as dropped by the areas');
+  });
+
   await t.test('a bad setting is refused with a clear message; the program runs untraced', async (t) => {
     for (const [name, value] of [['KCOVD_WORDS', '12abc'], ['KCOVD_TID', '-3'], ['KCOVD_ENABLE', 'pcs'], ['KCOVD_URL', 'http://[::1:80'], ['KCOVD_BATCH', '99999999999']]) {
       const r = await demoRun({ [name]: value, KCOVD_ENABLE: name === 'KCOVD_ENABLE' ? value : 'pc', KCOVD_KERNEL: 'bad' });
