@@ -8,6 +8,7 @@
  *   stress abort N           work, then abort()
  *   stress exit N            work, then _exit(0)
  *   stress slow ROUNDS MS    work, kcovd_flush(), sleep MS, ROUNDS times
+ *   stress exec N            work, then execv itself as "stress work N"
  *   stress until FILE MS     the same until FILE exists, then 10 rounds more
  * Each line it prints names the tid a piece of work ran on; "stats ..." is kcovd_stats().
  */
@@ -167,6 +168,14 @@ int main(int argc, char **argv) {
     printf("exit tid %ld fd %d %lu\n", kcovd_tid(), kcovd_fd(), r);
     fflush(stdout);
     _exit(0);
+  }
+  if (strcmp(mode, "exec") == 0) {
+    unsigned long r = work(1, a);
+    printf("exec tid %ld fd %d %lu\n", kcovd_tid(), kcovd_fd(), r);
+    fflush(stdout);
+    char *args[] = { argv[0], "work", argv[2], NULL };
+    execv("/proc/self/exe", args);
+    return 1;
   }
   if (strcmp(mode, "until") == 0) {
     volatile unsigned long sink = 0;

@@ -51,7 +51,7 @@ t.test('C runtime under stress', { skip: noGcc }, async (t) => {
 
   await t.test('4 threads at once: each tid its own descriptor, each sequence exact', async (t) => {
     const k = await kernel();
-    const r = await run(rt, ['threads', '4', '100000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc' }, 60_000);
+    const r = await run(rt, ['threads', '4', '50000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc' }, 60_000);
     t.equal(r.code, 0, r.stderr);
     t.equal(r.stderr, '', 'nothing lost, nothing to say');
     const st = stats(r.stdout);
@@ -60,12 +60,12 @@ t.test('C runtime under stress', { skip: noGcc }, async (t) => {
     const tids = tidsOf(r.stdout, /^thread \d+ tid (\d+)/gm);
     const fds = tidsOf(r.stdout, /^thread \d+ tid \d+ fd (\d+)/gm);
     t.equal(new Set(tids).size, 4, 'four distinct tids');
-    const rr = await refRun(['threads', '4', '100000']);
+    const rr = await refRun(['threads', '4', '50000']);
     const refTids = tidsOf(rr.r.stdout, /^thread \d+ tid (\d+)/gm);
     for (let i = 0; i < 4; i++) {
       const held = pcsOf(await area(target, k, fds[i]), delta);
       const want = pcsOf(rr.file(refTids[i]));
-      t.ok(want.length > 300_000, `thread ${i}: ${want.length} PCs`);
+      t.ok(want.length > 150_000, `thread ${i}: ${want.length} PCs`);
       t.equal(firstDiff(held, want), -1, `thread ${i} (tid ${tids[i]}): the same ${want.length} PCs in the same order`);
     }
     const threads: { tid: number }[] = (await jsonOf(target, 'GET', `/v1/kernels/${k}/threads`)).threads;
@@ -75,12 +75,12 @@ t.test('C runtime under stress', { skip: noGcc }, async (t) => {
   for (const mode of ['off', 'trace'] as const) {
     await t.test(`fork, parent and child running together, KCOVD_FORK=${mode}`, async (t) => {
       const k = await kernel();
-      const r = await run(rt, ['fork', '200000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc', KCOVD_FORK: mode, KCOVD_BATCH: '16384' }, 30_000);
+      const r = await run(rt, ['fork', '100000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc', KCOVD_FORK: mode, KCOVD_BATCH: '16384' }, 30_000);
       t.equal(r.code, 0, `no hang, exit 0: ${r.stderr}`);
       const parent = fdOf(r.stdout, 'parent');
       const childPid = Number(/child (\d+) status 0/.exec(r.stdout)?.[1]);
       t.ok(childPid > 0, 'the child exited 0');
-      const rr = await refRun(['fork', '200000']);
+      const rr = await refRun(['fork', '100000']);
       const refParent = tidsOf(rr.r.stdout, /^parent tid (\d+)/gm)[0];
       const refChild = Number(/child (\d+) status 0/.exec(rr.r.stdout)?.[1]);
       const held = pcsOf(await area(target, k, parent.fd), delta);
@@ -107,7 +107,7 @@ t.test('C runtime under stress', { skip: noGcc }, async (t) => {
 
   await t.test('an instrumented signal handler under a 20 kHz timer: no duplicates, no corruption, losses counted', async (t) => {
     const k = await kernel();
-    const r = await run(rt, ['signal', '600000', '20000'], {
+    const r = await run(rt, ['signal', '400000', '20000'], {
       KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc', KCOVD_WORDS: String(1 << 24), KCOVD_WAIT_MS: '60000', KCOVD_BATCH: '65536',
     }, 90_000);
     t.equal(r.code, 0, r.stderr);
@@ -140,7 +140,7 @@ t.test('C runtime under stress', { skip: noGcc }, async (t) => {
       i = j;
     }
     t.equal(badRun, -1, 'every handler run is whole calls, in order');
-    const refMain = await refRun(['signal', '600000', '0']);
+    const refMain = await refRun(['signal', '400000', '0']);
     const want = pcsOf(refMain.file(tidsOf(refMain.r.stdout, /^signal tid (\d+)/gm)[0])).map((pc) => pc - delta);
     t.equal(firstDiff(main, want), -1, `outside the handler: exactly the ${want.length} PCs of the run without a timer`);
     const st = stats(r.stdout);
@@ -152,14 +152,30 @@ t.test('C runtime under stress', { skip: noGcc }, async (t) => {
 
   await t.test('abort(): the tail is flushed by the SIGABRT handler, chained to the default action', async (t) => {
     const k = await kernel();
-    const r = await run(rt, ['abort', '300000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc' });
+    const r = await run(rt, ['abort', '200000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc' });
     t.equal(r.signal, 'SIGABRT', 'the program still dies of SIGABRT');
     const { fd } = fdOf(r.stdout, 'abort');
-    const rr = await refRun(['abort', '300000']);
+    const rr = await refRun(['abort', '200000']);
     const held = pcsOf(await area(target, k, fd), delta);
     const want = pcsOf(rr.file(tidsOf(rr.r.stdout, /^abort tid (\d+)/gm)[0]));
     t.ok(want.length % (1 << 18) !== 0, 'the run ends in a partial batch');
     t.equal(firstDiff(held, want), -1, `all ${want.length} PCs, the partial last batch included`);
+  });
+
+  await t.test('exec: the old image flushes and ends its thread, the new one (same tid) starts clean', async (t) => {
+    const k = await kernel();
+    const r = await run(rt, ['exec', '200000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc', KCOVD_VERBOSE: '1' });
+    t.equal(r.code, 0, r.stderr);
+    const before = fdOf(r.stdout, 'exec');
+    const after = fdOf(r.stdout, 'work');
+    t.equal(after.tid, before.tid, 'the same tid after exec');
+    t.not(after.fd, before.fd, 'a descriptor of its own');
+    t.notMatch(r.stderr, /EBUSY|HTTP 4/, 'no EBUSY: the old image ended the thread');
+    const seen = [...r.stderr.matchAll(/(\d+) records seen, \d+ sent, (\d+) stored/g)].map((m) => [Number(m[1]), Number(m[2])]);
+    t.equal(seen.length, 2, 'two summaries, one per image');
+    t.equal(Number((await area(target, k, before.fd))[0]), seen[0][1], 'the old image: everything stored before exec');
+    t.equal(seen[0][0], seen[0][1]);
+    t.equal(Number((await area(target, k, after.fd))[0]), seen[1][1], 'the new image: its own records');
   });
 
   await t.test('_exit(): the tail is flushed too', async (t) => {
