@@ -107,6 +107,22 @@ t.test('C runtime', { skip: needTool('gcc') || needTool('make') }, async (t) => 
     t.match(r.stderr, /ignored by the service/, 'records nobody traced are reported (the other tid, and the CMP records)');
   });
 
+  for (const dialect of ['openbsd', 'netbsd', 'freebsd'] as const) {
+    await t.test(`${dialect} kernel: its own ioctls, an area within its limit`, async (t) => {
+      const name = `bsd-${dialect}`;
+      const made = await jsonOf({ url }, 'POST', '/v1/kernels', { name, dialect });
+      const r = await demoRun({ KCOVD_ENABLE: 'pc', KCOVD_KERNEL: name });
+      t.equal(r.code, 0);
+      t.equal(r.stderr, '', 'no warnings');
+      const ds = await client.kernel(name).descriptors();
+      t.equal(ds.length, 2);
+      for (const d of ds) {
+        t.equal(d.words, Math.min(1 << 21, made.max_entries), 'the default size, cut to the kernel\'s largest');
+        t.ok((d.count ?? 0) > 100, 'holding the thread\'s PCs');
+      }
+    });
+  }
+
   await t.test('a tid reused by the next run starts clean (no EBUSY)', async (t) => {
     await client.createKernel({ name: 'reuse', dialect: 'linux' });
     for (let i = 0; i < 3; i++) {
