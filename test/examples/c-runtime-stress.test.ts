@@ -72,6 +72,18 @@ t.test('C runtime under stress', { skip: noGcc }, async (t) => {
     t.same(threads.filter((x) => tids.includes(x.tid)), [], 'every thread was ended in the service at its exit');
   });
 
+  await t.test('more threads than KCOVD_THREADS slots: the ones without a slot are counted as dropped', async (t) => {
+    const k = await kernel();
+    const r = await run(rt, ['threads', '4', '20000'], { KCOVD_URL: url, KCOVD_KERNEL: k, KCOVD_ENABLE: 'pc', KCOVD_THREADS: '3' });
+    t.equal(r.code, 0);
+    const st = stats(r.stdout);
+    const traced = tidsOf(r.stdout, /^thread \d+ tid (-?\d+)/gm).filter((x) => x > 0).length;
+    t.ok(traced >= 1 && traced <= 2, `${traced} of 4 threads found a slot (the main thread holds one)`);
+    t.ok(st.runtime_dropped > 0, `${st.runtime_dropped} records of the others counted`);
+    t.equal(st.stored + st.runtime_dropped, st.seen, 'seen = stored + dropped');
+    t.match(r.stderr, /dropped by the runtime/, 'and said at exit');
+  });
+
   for (const mode of ['off', 'trace'] as const) {
     await t.test(`fork, parent and child running together, KCOVD_FORK=${mode}`, async (t) => {
       const k = await kernel();
