@@ -98,6 +98,7 @@ export async function runtimeBench(rounds: number): Promise<MicroRow[]> {
     const ratioUnix: number[] = [];
     const tcpOverUnix: number[] = [];
     let stored = 0;
+    const waited: number[] = [];
     const orders: (keyof typeof runs)[][] = [['ref', 'tcp', 'unix'], ['unix', 'tcp', 'ref'], ['tcp', 'ref', 'unix']];
     for (let round = 0; round <= rounds; round++) {
       const got: Partial<Record<keyof typeof runs, Done>> = {};
@@ -109,6 +110,7 @@ export async function runtimeBench(rounds: number): Promise<MicroRow[]> {
       ratioUnix.push(got.unix!.ms / got.ref!.ms);
       tcpOverUnix.push(got.tcp!.ms / got.unix!.ms);
       stored = storedOf(got.tcp!.stderr);
+      waited.push(Number(/(\d+) ms waiting for a free buffer/.exec(got.tcp!.stderr)?.[1] ?? NaN));
       const lost = /(\d+) dropped by full areas, \d+ ignored by the service, (\d+) dropped by the runtime/.exec(got.tcp!.stderr);
       if (lost === null || lost[1] !== '0' || lost[2] !== '0') throw new Error(`the runtime lost records in the bench: ${got.tcp!.stderr}`);
     }
@@ -119,7 +121,7 @@ export async function runtimeBench(rounds: number): Promise<MicroRow[]> {
     const pcsPerSec = (stored / (median(ms.tcp) / 1000) / 1e6).toFixed(1);
     const pcsPerSecU = (stored / (median(ms.unix) / 1000) / 1e6).toFixed(1);
     return [
-      row(`C runtime, SQLite x${SCALE} (${(stored / 1e6).toFixed(1)}M PCs), TCP: wall time`, `${f(median(ms.tcp))}, ${pcsPerSec}M PCs/s stored, kcovd CPU ${f(median(serverCpu))}`, 'local reference recorder', `${f(median(ms.ref))} (uninstrumented ${f(median(ms.plain))})`, ratioTcp, '≤ 1.5 (slowdown)'),
+      row(`C runtime, SQLite x${SCALE} (${(stored / 1e6).toFixed(1)}M PCs), TCP: wall time`, `${f(median(ms.tcp))}, ${pcsPerSec}M PCs/s stored, kcovd CPU ${f(median(serverCpu))}, program waited ${f(median(waited))}`, 'local reference recorder', `${f(median(ms.ref))} (uninstrumented ${f(median(ms.plain))})`, ratioTcp, '≤ 1.5 (slowdown)'),
       row(`C runtime, SQLite x${SCALE}, Unix socket: wall time`, `${f(median(ms.unix))}, ${pcsPerSecU}M PCs/s stored`, 'local reference recorder', f(median(ms.ref)), ratioUnix, '≤ 1.5 (slowdown)'),
       row('C runtime, TCP against the Unix socket', f(median(ms.tcp)), 'the same over the Unix socket', f(median(ms.unix)), tcpOverUnix, 'information'),
     ];

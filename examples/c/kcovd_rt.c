@@ -142,7 +142,7 @@ static __thread struct tls T __attribute__((tls_model("initial-exec")));
 
 static struct {
   volatile uint64_t sent, stored, area_dropped, ignored, rt_dropped, unconfirmed, requests, errors, restarts,
-      lost_to_restart, threads, seen_retired, nested_retired;
+      lost_to_restart, threads, seen_retired, nested_retired, waited_us;
 } G;
 #define ADD(x, n) __atomic_fetch_add(&(x), (uint64_t)(n), __ATOMIC_RELAXED)
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
@@ -448,11 +448,14 @@ NOINSTR static int next_buffer(struct tls *t, int k, int may_wait) {
     t->slot->overflow = 1;
     return 0;
   }
-  long until = now_ms() + cfg.wait_ms;
+  long t0 = now_ms(), until = t0 + cfg.wait_ms;
+  int got = 0;
   do {
-    nap_us(200);
-    if (take_buffer(t, k)) return 1;
-  } while (now_ms() < until && !exit_requested);
+    nap_us(100);
+    got = take_buffer(t, k);
+  } while (!got && now_ms() < until && !exit_requested);
+  ADD(G.waited_us, (uint64_t)(now_ms() - t0) * 1000 + 100);
+  if (got) return 1;
   t->slot->overflow = 1;
   return 0;
 }
@@ -1220,6 +1223,7 @@ NOINSTR int kcovd_stats(struct kcovd_stats *st) {
   st->restarts = LOAD(G.restarts);
   st->lost_to_restart = LOAD(G.lost_to_restart);
   st->threads = (uint32_t)LOAD(G.threads);
+  st->waited_ms = LOAD(G.waited_us) / 1000;
   uint64_t seen = LOAD(g_noslot) + LOAD(G.seen_retired), dropped = LOAD(G.rt_dropped) + LOAD(g_noslot);
   uint64_t nest = LOAD(G.nested_retired), live = 0;
   for (int i = 0; i < cfg.nslots; i++) {
@@ -1252,13 +1256,13 @@ NOINSTR static void summary(uint64_t running_threads) {
     at += (size_t)snprintf(fds + at, sizeof fds - at, "%s%ld:%d", i ? " " : "", ended.tid[i], ended.fd[i]);
   say("kcovd_rt: pid %ld: %llu records seen, %llu sent, %llu stored, %llu dropped by full areas, %llu ignored by the service, "
       "%llu dropped by the runtime, %llu lost in nested hooks, %llu unconfirmed, %llu not sent%s; %llu requests, %llu errors, "
-      "%llu restarts (%llu stored records lost with them); %u threads%s%s%s\n",
+      "%llu restarts (%llu stored records lost with them); %u threads, %llu ms waiting for a free buffer%s%s%s\n",
       g_pid, (unsigned long long)st.seen, (unsigned long long)st.sent, (unsigned long long)st.stored,
       (unsigned long long)st.area_dropped, (unsigned long long)st.ignored, (unsigned long long)st.runtime_dropped,
       (unsigned long long)st.nested_lost, (unsigned long long)st.unconfirmed, (unsigned long long)st.pending,
       running_threads ? " (threads still running at exit)" : "", (unsigned long long)st.requests,
       (unsigned long long)st.errors, (unsigned long long)st.restarts, (unsigned long long)st.lost_to_restart, st.threads,
-      at ? "; tid:fd " : "", fds, at && !cfg.close_at_exit ? " (left open for reading)" : "");
+      (unsigned long long)st.waited_ms, at ? "; tid:fd " : "", fds, at && !cfg.close_at_exit ? " (left open for reading)" : "");
 }
 
 /* exit(), exec, _exit, a fatal signal: the calling thread's records out, every thread ended, the sender stopped (bounded). */

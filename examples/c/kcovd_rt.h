@@ -38,6 +38,7 @@ struct kcovd_stats {
   uint64_t errors;          /* requests that failed (connection, timeout, non-2xx) */
   uint64_t restarts;        /* service restarts seen (a new kcovd-boot id) */
   uint64_t lost_to_restart; /* records stored before a restart, gone with it */
+  uint64_t waited_ms;       /* time threads spent waiting for a free buffer (the service was slower) */
   uint32_t threads;         /* threads that traced */
   uint32_t ok;              /* 1: the runtime is configured and running */
 };
