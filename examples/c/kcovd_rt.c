@@ -66,7 +66,7 @@
 #define MAX_ADDRS 4
 
 enum { K_PC = 0, K_CMP = 1, NKINDS = 2 };
-enum { SLOT_FREE = 0, SLOT_ACTIVE = 1, SLOT_EXITING = 2 };
+enum { SLOT_FREE = 0, SLOT_ACTIVE = 1, SLOT_EXITING = 2, SLOT_CLAIMING = 3 };
 
 /* ---- configuration (read once, before main) ------------------------------ */
 
@@ -123,7 +123,7 @@ struct slot {
 };
 
 static struct slot *slots;
-static volatile uint64_t g_claims;       /* slots ever claimed (KCOVD_TID numbering) */
+static volatile uint64_t g_claims;       /* threads other than main that claimed a slot (KCOVD_TID numbering) */
 static volatile uint64_t g_noslot;       /* records of threads that found no slot */
 static long g_pid;
 
@@ -463,12 +463,14 @@ NOINSTR static int next_buffer(struct tls *t, int k, int may_wait) {
 NOINSTR static struct slot *claim_slot(long tid, int main, long parent) {
   for (int i = 0; i < cfg.nslots; i++) {
     if (slots[i].state != SLOT_FREE) continue;
-    if (!__atomic_compare_exchange_n(&slots[i].state, &(int){ SLOT_FREE }, SLOT_ACTIVE, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) continue;
+    if (!__atomic_compare_exchange_n(&slots[i].state, &(int){ SLOT_FREE }, SLOT_CLAIMING, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) continue;
+    /* CLAIMING: the sender leaves it alone until every field is the new thread's */
     struct slot *s = &slots[i];
     slot_reset(s);
     s->tid = tid;
     s->main = main;
     s->parent = parent;
+    STORE(s->state, SLOT_ACTIVE);
     ADD(G.threads, 1);
     sem_post(&wake); /* the sender opens its descriptor now, not at the first batch */
     return s;
@@ -484,9 +486,8 @@ NOINSTR static int first_record(struct tls *t) {
   }
   long real = (long)syscall(SYS_gettid);
   int main = real == g_pid;
-  uint64_t n = ADD(g_claims, 1);
-  long tid = cfg.tid == 0 ? real : main ? cfg.tid : cfg.tid + (long)n + (n == 0 ? 1 : 0);
-  if (cfg.tid != 0 && !main && tid == cfg.tid) tid++;
+  /* KCOVD_TID=N: the main thread is N, the others N+1, N+2, ... in the order of their first record */
+  long tid = cfg.tid == 0 ? real : main ? cfg.tid : cfg.tid + (long)ADD(g_claims, 1) + 1;
   struct slot *s = claim_slot(tid, main, 0);
   if (s == NULL) {
     ADD(g_noslot, 1);
@@ -1063,7 +1064,7 @@ NOINSTR static int sender_pass(void) {
   for (int i = 0; i < cfg.nslots; i++) {
     struct slot *s = &slots[i];
     int st = LOAD(s->state);
-    if (st == SLOT_FREE) continue;
+    if (st != SLOT_ACTIVE && st != SLOT_EXITING) continue;
     if (s->setup == 0) {
       setup(s);
       STORE(s->tried, 1);
@@ -1228,7 +1229,7 @@ NOINSTR int kcovd_stats(struct kcovd_stats *st) {
   uint64_t nest = LOAD(G.nested_retired), live = 0;
   for (int i = 0; i < cfg.nslots; i++) {
     struct slot *s = &slots[i];
-    if (s->state == SLOT_FREE) continue;
+    if (s->state != SLOT_ACTIVE && s->state != SLOT_EXITING) continue;
     seen += s->seen;
     dropped += s->rt_dropped;
     nest += s->nested;
