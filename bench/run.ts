@@ -14,6 +14,7 @@ import { context, median, type BenchModule, type HttpCase, type MicroRow } from 
 import { core } from './core.js';
 import { fleet } from './fleet.js';
 import { longpoll } from './longpoll.js';
+import { runtime } from './runtime.js';
 import { reject } from './reject.js';
 import { run, type Load, type Target } from './driver.js';
 import type { Endpoint } from './servers.js';
@@ -23,6 +24,7 @@ const MODULES: BenchModule[] = [
   reject,
   longpoll,
   fleet,
+  runtime,
 ];
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
