@@ -40,6 +40,9 @@ export interface Config {
   maxWait: number;
   /** Milliseconds shutdown may take before the process gives up and exits 1 (KCOV_SHUTDOWN_TIMEOUT). */
   shutdownTimeout: number;
+  /** Dashboard history: samples held (KCOV_UI_HISTORY, even) and sampling period in ms (KCOV_UI_SAMPLE_MS; 0 = off). */
+  uiHistory: number;
+  uiSampleMs: number;
 }
 
 const SIZE_RE = /^(\d+)\s*([kKmMgGtT]?)(i?[bB])?$/;
@@ -112,7 +115,10 @@ function limits(e: Record<string, string | undefined>) {
     keepAliveTimeout: opt('KCOV_KEEPALIVE_TIMEOUT', 72_000, 1, 2 ** 31 - 1),
     maxWait: opt('KCOV_MAX_WAIT', 30_000, 0, 3_600_000),
     shutdownTimeout: opt('KCOV_SHUTDOWN_TIMEOUT', 10_000, 1, 2 ** 31 - 1),
+    uiHistory: opt('KCOV_UI_HISTORY', 512, 4, 1 << 16),
+    uiSampleMs: opt('KCOV_UI_SAMPLE_MS', 1000, 0, 3_600_000),
   };
+  if (out.uiHistory % 2 !== 0) throw new Error(`KCOV_UI_HISTORY: ${out.uiHistory} must be even (the history halves when full)`);
   // A socket timeout shorter than a long-poll would cut the poll off mid-wait.
   if (out.connectionTimeout !== 0 && out.connectionTimeout <= out.maxWait) {
     throw new Error(`KCOV_CONNECTION_TIMEOUT (${out.connectionTimeout} ms) must be 0 or longer than KCOV_MAX_WAIT (${out.maxWait} ms)`);

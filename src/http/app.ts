@@ -21,6 +21,7 @@ import { kernelRoutes } from './routes/kernels.js';
 import { remoteRoutes } from './routes/remotes.js';
 import { serviceRoutes } from './routes/service.js';
 import { threadRoutes } from './routes/threads.js';
+import { uiRoutes } from './ui/index.js';
 
 export interface AppState {
   /** Set when shutdown starts: /readyz answers 503. */
@@ -118,6 +119,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(threadRoutes, { engine });
   await app.register(remoteRoutes, { engine, barrierMs: config.barrierTimeoutMs });
   await app.register(cpuRoutes, { engine });
+  await app.register(uiRoutes, { engine, points: config.uiHistory, sampleMs: config.uiSampleMs, maxWait: config.maxWait });
 
   app.addHook('preClose', async () => {
     state.draining = true;
