@@ -100,16 +100,28 @@ t.test('the history is charged to the memory budget and released', async (t) => 
   t.equal(e.budget.used, kernelBytes(), 'close gives every byte back');
 });
 
-t.test('what the budget cannot hold is counted, not tracked, and nothing throws', async (t) => {
-  // 64-word areas are 512 bytes; the budget fits two of them and the history's first arrays.
-  const e = engine(1024 + 3 * 64 * 8);
-  const h = new CoverageHistory(e, { points: 64, sampleMs: 0 });
-  tracing(e, 1);
-  tracing(e, 2);
+t.test('the history takes at most 1/16 of the budget', async (t) => {
+  const e = engine(64 * 1024);
+  // 16 doubles a series: 128 bytes; 4 KiB allowed: 32 arrays, 2 of them times and seqs.
+  const h = new CoverageHistory(e, { points: 16, sampleMs: 0 });
+  for (let tid = 1; tid <= 40; tid++) tracing(e, tid, 8);
   h.tick();
-  const r = h.since(0);
-  t.equal(r.series.length, 1, 'one series fitted');
-  t.equal(r.untracked, 2, 'the other two are counted');
+  t.equal(h.charged, 4096);
+  t.equal(h.since(0).series.length, 30);
+  t.equal(h.untracked, 41 - 30, 'the kernel and 40 descriptors, 30 charted');
+  h.close();
+});
+
+t.test('what the budget cannot hold is counted, not tracked, and nothing throws', async (t) => {
+  // Areas leave 96 bytes of 16 KiB: the history's times and seqs and one series of 4 doubles.
+  const e = engine(16 * 1024);
+  for (let tid = 1; tid <= 31; tid++) tracing(e, tid, 64);
+  tracing(e, 32, 52);
+  t.equal(e.budget.limit - e.budget.used, 96);
+  const h = new CoverageHistory(e, { points: 4, sampleMs: 0 });
+  h.tick();
+  t.equal(h.since(0).series.length, 1, 'one series fitted');
+  t.equal(h.since(0).untracked, 32, 'the other 32 are counted');
   t.equal(e.budget.used, e.budget.limit, 'charged up to the limit, never past');
   h.close();
 });

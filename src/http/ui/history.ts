@@ -12,8 +12,8 @@
  *   step (the newest sample is always kept).
  * - Memory: one Float64Array of `points` values per series (a kernel's total or a
  *   descriptor's count) plus the shared times and sequence numbers, all charged to
- *   the engine's MemoryBudget before they exist. A series the budget cannot hold is
- *   not tracked and is counted in `untracked` (shown on the page), never dropped
+ *   the engine's MemoryBudget before they exist, at most 1/16 of it in all (areas come
+ *   first). A series the budget cannot hold is not tracked and is counted in `untracked` (shown on the page), never dropped
  *   in silence. A series is released when its kernel or descriptor goes away.
  */
 import type { Engine } from '../../engine/engine.js';
@@ -50,6 +50,9 @@ export interface HistoryReply {
 
 type Gone = { once(ev: 'close', fn: () => void): unknown; off(ev: 'close', fn: () => void): unknown };
 
+/** The history takes at most 1/16 of KCOV_MEMORY_LIMIT. */
+export const HISTORY_SHARE = 16;
+
 /** The kernel's coverage over time: the count of every descriptor added up. */
 function countOf(d: Descriptor): number {
   const t = d.trace();
@@ -68,6 +71,8 @@ export class CoverageHistory {
 
   private readonly engine: Engine;
   private readonly seriesBytes: number;
+  /** [I] the history never takes more than this share of the budget, so it cannot starve the areas. */
+  private readonly maxBytes: number;
   private times: Float64Array | null = null;
   private seqs: Float64Array | null = null;
   private n = 0;
@@ -87,6 +92,7 @@ export class CoverageHistory {
     this.points = opts.points;
     this.sampleMs = opts.sampleMs;
     this.seriesBytes = opts.points * 8;
+    this.maxBytes = Math.floor(engine.budget.limit / HISTORY_SHARE);
   }
 
   /** Start the sampling timer (unref'd: it never keeps the process alive). */
@@ -196,7 +202,7 @@ export class CoverageHistory {
   private chargeBytes(bytes: number): boolean {
     const b = this.engine.budget;
     // Checked first: a full budget is the normal case here, not an error to throw per tick.
-    if (bytes > b.limit - b.used) return false;
+    if (bytes > b.limit - b.used || this.charged + bytes > this.maxBytes) return false;
     b.charge(bytes, 'dashboard history');
     this.charged += bytes;
     if (this.times === null) {
