@@ -46,6 +46,12 @@ async function countShown(b: Tab, fd: number, want: number): Promise<void> {
     [countCell(fd), String(want)] as const);
 }
 
+/** The chart's kernel line (its newest sample) is at `want`. */
+async function totalCharted(b: Tab, want: number): Promise<void> {
+  await b.page.waitForFunction(([sel, n]) => (globalThis as any).document.querySelector(sel)?.getAttribute('data-total') === n,
+    [chart, String(want)] as const);
+}
+
 async function main(): Promise<void> {
   // One browser for both tests (start-up is most of their time); each test its own tab.
   // The two apps listen on different ports, so their pages share no storage.
@@ -67,9 +73,8 @@ async function main(): Promise<void> {
       await api(s, 'POST', '/v1/kernels/default/threads/1/events', { pcs: pcs(0, 3) });
       await countShown(b, fd, 3);
       t.equal(await b.page.textContent(countCell(fd)), '3', 'the new count is on the page');
-      await b.page.waitForFunction(([sel, n]) => Number((globalThis as any).document.querySelector(sel).getAttribute('data-samples')) > n,
-        [chart, samples0] as const);
-      t.equal(await b.page.getAttribute(chart, 'data-total'), '3', 'the chart\'s kernel line is at the new count');
+      await totalCharted(b, 3);
+      t.ok(Number(await b.page.getAttribute(chart, 'data-samples')) > samples0, 'the chart has a new sample');
       const canvas1 = await b.page.$eval(`${chart} canvas`, (c: any) => c.toDataURL());
       t.not(canvas1, canvas0, 'the chart was redrawn');
 
@@ -80,16 +85,28 @@ async function main(): Promise<void> {
         await api(s, 'POST', '/v1/kernels/default/threads/2/events', { pcs: pcs(100 + i, 3) });
         await new Promise((r) => setTimeout(r, 60));
       }
+      // Remote coverage: a softirq section on CPU 1 lands in that CPU's area, then in fd3's.
+      const { fd: fd3 } = await api(s, 'POST', '/v1/kernels/default/descriptors', { tid: 3 });
+      await api(s, 'POST', `/v1/kernels/default/descriptors/${fd3}/ioctl/KCOV_INIT_TRACE`, { tid: 3, arg: 128 });
+      await api(s, 'POST', `/v1/kernels/default/descriptors/${fd3}/ioctl/KCOV_REMOTE_ENABLE`,
+        { tid: 3, arg: { trace_mode: 'pc', area_size: 128, handles: ['0x0100000000000001'], common_handle: '0x2a' } });
+      await api(s, 'POST', '/v1/kernels/default/remotes/0x0100000000000001/events?context=softirq&cpu=1', { pcs: pcs(200, 9) });
+      await countShown(b, fd3, 9);
       await countShown(b, fd, 3 + 5 + 10 + 15 + 20);
       await countShown(b, fd2, 7); // 8 words: the count word and 7 records, the rest dropped
       t.match(await b.page.getAttribute(`section[data-kernel="default"] tr[data-fd="${fd2}"] td.fill`, 'class'), /full/, 'a full area is marked');
+      await totalCharted(b, 53 + 7 + 9);
       const samples = Number(await b.page.getAttribute(chart, 'data-samples'));
       t.ok(samples >= samples0 + 3, `the chart grew: ${samples0} -> ${samples} samples`);
-      t.equal(await b.page.locator(`${chart} .u-legend .u-series`).count(), 3 + 1, 'legend: time, the kernel, two descriptors');
+      t.equal(await b.page.locator(`${chart} .u-legend .u-series`).count(), 4 + 1, 'legend: time, the kernel, three descriptors');
+      t.match(await b.page.textContent(`section[data-kernel="default"] tr[data-fd="${fd3}"] td.remote`), '0x100000000000001 · common 0x2a');
+      t.match(await b.page.textContent('section[data-kernel="default"] table.remotes'), /0x100000000000001/, 'the remote is listed');
+      t.match(await b.page.textContent('section[data-kernel="default"] table.cpus tr[data-cpu="1"]'), /9/, 'CPU 1\'s area holds the section\'s records');
 
       // After a reload the curve is still there: the history is the server's.
       await b.page.reload();
       await countShown(b, fd, 53);
+      await countShown(b, fd3, 9);
       t.equal(Number(await b.page.getAttribute(chart, 'data-samples')), samples, 'same samples after a reload');
 
       await b.page.screenshot({ path: outputPath('ui.png'), fullPage: true });

@@ -63,6 +63,7 @@ export function dashboard(): void {
   }
 
   const num = (n: number | null | undefined): string => (n === null || n === undefined ? '—' : n.toLocaleString('en-US'));
+  const plural = (n: number, what: string): string => n + ' ' + what + (n === 1 ? '' : 's');
   const keyOf = (kernel: string, fd: number | null): string => kernel + '\u0000' + (fd === null ? '' : String(fd));
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -149,10 +150,11 @@ export function dashboard(): void {
     st.details = details;
   }
 
+  const NUMERIC = ['count', 'capacity', 'words'];
   function table(cls: string, head: string[], rows: any[][], empty: string): any {
     if (rows.length === 0) return el('p', { class: 'empty ' + cls }, empty);
     return el('table', { class: cls },
-      el('thead', null, el('tr', null, ...head.map((h) => el('th', null, h)))),
+      el('thead', null, el('tr', null, ...head.map((h) => el('th', { class: NUMERIC.includes(h) ? 'num' : null }, h)))),
       el('tbody', null, ...rows.map((r) => el('tr', r[0], ...r.slice(1)))));
   }
 
@@ -171,13 +173,22 @@ export function dashboard(): void {
     return typeof v === 'object' ? JSON.stringify(v) : String(v);
   }
 
+  /** Linux KCOV_REMOTE_ENABLE handles, or a BSD subsystem:id attachment, in one line. */
+  function remoteOf(r: any): string {
+    if (r === null || r === undefined) return '—';
+    if (Array.isArray(r.handles)) return r.handles.join(' ') + (r.common_handle !== undefined && r.common_handle !== '0x0' ? ' · common ' + r.common_handle : '');
+    if (r.subsystem !== undefined) return r.subsystem + ':' + r.id;
+    return cell(r);
+  }
+
   function descriptorsTable(ds: any[]): any {
-    return table('descriptors', ['fd', 'state', 'mode', 'owner', 'count', 'capacity', 'words', 'full'],
+    return table('descriptors', ['fd', 'state', 'mode', 'owner', 'remote', 'count', 'capacity', 'words', 'full'],
       ds.map((d) => [{ 'data-fd': d.fd, class: d.closed ? 'closed' : null },
         el('td', null, String(d.fd)),
         el('td', { class: 'state' }, d.state + (d.closed ? ' (closed)' : '')),
         el('td', null, d.mode ?? '—'),
         el('td', null, d.owner === null ? '—' : String(d.owner)),
+        el('td', { class: 'remote' }, remoteOf(d.remote)),
         el('td', { class: 'count num', 'data-count': d.count }, num(d.count)),
         el('td', { class: 'num' }, num(d.capacity)),
         el('td', { class: 'num' }, num(d.words)),
@@ -274,8 +285,8 @@ export function dashboard(): void {
       main.append(sec); // keeps the engine's order
       const d = st.details.get(k.name)!;
       sec.querySelector('h2').replaceChildren(k.name, ' ', el('small', null,
-        k.dialect + ' · ' + k.ncpus + ' CPUs · ' + k.descriptors + ' descriptors · ' + k.threads + ' threads · ' +
-        k.remotes + ' remotes · ' + bytes(k.memory)));
+        k.dialect + ' · ' + plural(k.ncpus, 'CPU') + ' · ' + plural(k.descriptors, 'descriptor') + ' · ' +
+        plural(k.threads, 'thread') + ' · ' + plural(k.remotes, 'remote') + ' · ' + bytes(k.memory)));
       sec.querySelector('.tables').replaceChildren(
         el('h3', null, 'descriptors'), descriptorsTable(d.descriptors),
         el('div', { class: 'pair' },
