@@ -187,6 +187,10 @@ t.test('/ui and its assets are open with KCOV_TOKEN; the data routes are not', a
   const script = (await app.inject({ method: 'GET', url: '/ui/app.js' })).body;
   t.match(script, /new uPlot\(/, 'the page script draws with uPlot');
   t.notMatch(script + page.body, /(?:src|href)="https?:|fetch\(['"]https?:/, 'no CDN: nothing is fetched from another origin');
+  const etag = String((await app.inject({ method: 'GET', url: '/ui/app.js' })).headers.etag);
+  t.match(etag, /^"[\w-]+"$/, 'assets carry an ETag');
+  const again = await app.inject({ method: 'GET', url: '/ui/app.js', headers: { 'if-none-match': etag } });
+  t.equal(again.statusCode, 304, 'a reload revalidates with the ETag');
   const slash = await app.inject({ method: 'GET', url: '/ui/' });
   t.equal(slash.statusCode, 308);
   t.equal(slash.headers.location, '/ui');
