@@ -1,6 +1,7 @@
 /** The dashboard's server side: its history of samples, GET /v1/history, and the open /ui assets. */
 import { EventEmitter } from 'node:events';
 import t from 'tap';
+import { loadConfig } from '../../src/config.js';
 import { Engine } from '../../src/engine/engine.js';
 import { CoverageHistory } from '../../src/http/ui/history.js';
 import { Client, expectProblem, json, makeApp, pcs } from '../helpers.js';
@@ -206,4 +207,12 @@ t.test('KCOV_UI_SAMPLE_MS=0: no history, the route still answers', async (t) => 
   const started = Date.now();
   await app.inject({ method: 'GET', url: '/v1/history?wait=50' });
   t.ok(Date.now() - started >= 40, 'a long-poll with nothing to wait for runs to its deadline');
+});
+
+t.test('KCOV_UI_HISTORY and KCOV_UI_SAMPLE_MS are checked at start-up', async (t) => {
+  t.same((({ uiHistory, uiSampleMs }) => ({ uiHistory, uiSampleMs }))(loadConfig({})), { uiHistory: 512, uiSampleMs: 1000 }, 'defaults');
+  t.throws(() => loadConfig({ KCOV_UI_HISTORY: '513' }), /must be even/);
+  t.throws(() => loadConfig({ KCOV_UI_HISTORY: '2' }), /outside 4\.\.65536/);
+  t.throws(() => loadConfig({ KCOV_UI_SAMPLE_MS: '-1' }), /not a whole number/);
+  t.equal(loadConfig({ KCOV_UI_SAMPLE_MS: '0' }).uiSampleMs, 0, '0 turns sampling off');
 });
