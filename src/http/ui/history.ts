@@ -37,6 +37,8 @@ interface Series {
   seen: number;
   /** [E] value read in the current tick, written by append. */
   now: number;
+  /** [E] value at the newest held sample (NaN: none yet); kept out of `values` so a tick reads no big array. */
+  last: number;
 }
 
 export interface HistoryReply {
@@ -80,6 +82,8 @@ export class CoverageHistory {
   private dirty = true;
   private readonly series = new Map<Kernel | Descriptor, Series>();
   private readonly armed = new Map<Kernel, () => void>();
+  /** [E] sizes of each kernel's tables at the last walk. */
+  private readonly shapes = new Map<Kernel, { d: number; t: number; r: number }>();
   private readonly waiters = new Set<() => void>();
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -110,36 +114,40 @@ export class CoverageHistory {
       this.untracked = this.liveObjects();
       return false;
     }
+    // An idle service costs a look at each kernel, not a walk over every descriptor.
+    if (!this.dirty && this.n > 0 && this.quiet()) return false;
     const tick = ++this.tickNo;
     let changed = this.dirty;
     this.dirty = false;
     let untracked = 0;
-    const last = this.n - 1;
-    const visit = (obj: Kernel | Descriptor, kernel: string, fd: number | null, v: number) => {
-      let s = this.series.get(obj);
-      if (s === undefined) {
-        if (!this.chargeBytes(this.seriesBytes)) {
-          untracked++;
-          return;
-        }
-        s = { kernel, fd, values: new Float64Array(this.points).fill(NaN), seen: tick, now: v };
-        this.series.set(obj, s);
-        changed = true;
-        return;
-      }
-      s.seen = tick;
-      s.now = v;
-      if (last < 0 || s.values[last] !== v) changed = true;
-    };
     for (const k of this.engine.kernels.values()) {
       this.arm(k);
+      const shape = this.shapes.get(k);
+      if (shape === undefined || shape.d !== k.descriptors.size || shape.t !== k.threads.size || shape.r !== k.remotes.size) {
+        this.shapes.set(k, { d: k.descriptors.size, t: k.threads.size, r: k.remotes.size });
+        changed = true; // the page's tables change even when no count does
+      }
       let total = 0;
       for (const d of k.descriptors.values()) {
         const c = countOf(d);
         total += c;
-        visit(d, k.name, d.fd, c);
+        const s = this.series.get(d) ?? this.track(d, k.name, d.fd);
+        if (s === null) {
+          untracked++;
+          continue;
+        }
+        s.seen = tick;
+        s.now = c;
+        if (s.last !== c) changed = true;
       }
-      visit(k, k.name, null, total);
+      const s = this.series.get(k) ?? this.track(k, k.name, null);
+      if (s === null) {
+        untracked++;
+        continue;
+      }
+      s.seen = tick;
+      s.now = total;
+      if (s.last !== total) changed = true;
     }
     for (const [obj, s] of this.series) {
       if (s.seen === tick) continue;
@@ -153,9 +161,29 @@ export class CoverageHistory {
         this.armed.delete(k);
       }
     }
+    for (const k of this.shapes.keys()) if (this.engine.kernels.get(k.name) !== k) this.shapes.delete(k);
     this.untracked = untracked;
     if (!changed) return false;
     this.append(Date.now());
+    return true;
+  }
+
+  /** A new series for a kernel or descriptor, or null when the budget has no room for it. */
+  private track(obj: Kernel | Descriptor, kernel: string, fd: number | null): Series | null {
+    if (!this.chargeBytes(this.seriesBytes)) return null;
+    const s: Series = { kernel, fd, values: new Float64Array(this.points).fill(NaN), seen: 0, now: 0, last: NaN };
+    this.series.set(obj, s);
+    return s;
+  }
+
+  /** Nothing can have moved: no kernel announced a change; no kernel, descriptor, thread or remote came or went. */
+  private quiet(): boolean {
+    const kernels = this.engine.kernels;
+    if (kernels.size !== this.shapes.size) return false;
+    for (const k of kernels.values()) {
+      const s = this.shapes.get(k);
+      if (s === undefined || !this.armed.has(k) || s.d !== k.descriptors.size || s.t !== k.threads.size || s.r !== k.remotes.size) return false;
+    }
     return true;
   }
 
@@ -166,7 +194,10 @@ export class CoverageHistory {
     const i = this.n++;
     times[i] = now;
     seqs[i] = ++this.seq;
-    for (const s of this.series.values()) s.values[i] = s.now;
+    for (const s of this.series.values()) {
+      s.values[i] = s.now;
+      s.last = s.now;
+    }
     for (const w of [...this.waiters]) w();
   }
 
@@ -282,6 +313,7 @@ export class CoverageHistory {
     this.armed.clear();
     for (const w of [...this.waiters]) w();
     this.series.clear();
+    this.shapes.clear();
     if (this.charged > 0) this.release(this.charged);
     this.times = null;
     this.seqs = null;
