@@ -58,6 +58,23 @@ t.test('an ioctl that moves no count still marks a sample (Kernel.watch)', async
   h.close();
 });
 
+t.test('an idle tick walks nothing, but a new thread or kernel still takes a sample', async (t) => {
+  const e = engine();
+  const h = new CoverageHistory(e, { points: 8, sampleMs: 0 });
+  tracing(e, 1);
+  h.tick();
+  t.equal(h.tick(), false, 'idle');
+  e.kernel('default').createThread(7);
+  t.equal(h.tick(), true, 'a thread came: the page shows thread counts');
+  e.createKernel({ name: 'other', dialect: 'openbsd' });
+  t.equal(h.tick(), true, 'a kernel came');
+  t.same(h.since(0).series.map((s) => s.kernel + ':' + s.fd), ['default:null', 'default:3', 'other:null']);
+  e.deleteKernel('other');
+  e.createKernel({ name: 'other', dialect: 'openbsd' });
+  t.equal(h.tick(), true, 'a kernel deleted and made again under the same name is another kernel');
+  h.close();
+});
+
 t.test('held samples are bounded: past `points` every other one goes, the newest stays', async (t) => {
   const e = engine();
   const h = new CoverageHistory(e, { points: 8, sampleMs: 0 });
