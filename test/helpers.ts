@@ -3,6 +3,10 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { loadConfig } from '../src/config.js';
 import { buildApp } from '../src/http/app.js';
 import { KcovError } from '../src/engine/errno.js';
+import type { Dialect } from '../src/engine/dialect.js';
+import type { Engine } from '../src/engine/engine.js';
+import type { Kernel } from '../src/engine/kernel.js';
+import type { DialectTypes } from '../src/engine/model.js';
 
 export interface TestContext {
   teardown(fn: () => unknown): void;
@@ -124,4 +128,30 @@ export function errnoOf(fn: () => unknown): string | null {
     if (e instanceof KcovError) return e.errno;
     throw e;
   }
+}
+
+/** A kernel seen as its dialect's own types, so a test can read dialect fields (the engine itself never needs this). */
+export function typedKernel<X extends DialectTypes>(k: Kernel, dialect: Dialect<X>): Kernel<X> {
+  if (k.dialect !== dialect) throw new Error(`kernel "${k.name}" is ${k.dialect.name}, not ${dialect.name}`);
+  return k as unknown as Kernel<X>;
+}
+
+/**
+ * Run the invariant checker over every engine `track` was given, after each
+ * test of the file: remote sections, pools and registries must leave the model
+ * consistent (and every byte charged reachable).
+ */
+export function invariantsAfterEach(tap: { afterEach(fn: () => unknown): unknown }): (e: Engine) => Engine {
+  const engines: Engine[] = [];
+  tap.afterEach(() => {
+    // The test has ended; a violation fails it by throwing.
+    for (const e of engines.splice(0)) {
+      const broken = e.checkInvariants();
+      if (broken.length > 0) throw new Error(`invariants broken after the test:\n${broken.join('\n')}`);
+    }
+  });
+  return (e) => {
+    engines.push(e);
+    return e;
+  };
 }

@@ -35,8 +35,9 @@ export interface CreateKernel {
 
 export class Engine {
   readonly budget: MemoryBudget;
-  readonly kernels = new Map<string, Kernel>();
   readonly options: EngineOptions;
+  /** [E] kernels by name. */
+  private readonly byName = new Map<string, Kernel>();
   private serial = 0;
 
   constructor(options: EngineOptions) {
@@ -50,14 +51,14 @@ export class Engine {
     if (dialect === undefined) fail('EOPNOTSUPP', `dialect "${req.dialect}" is not implemented by this build`);
     let name = req.name;
     if (name === undefined) {
-      do name = `k${++this.serial}`; while (this.kernels.has(name));
+      do name = `k${++this.serial}`; while (this.byName.has(name));
     }
     if (!KERNEL_NAME_RE.test(name)) fail('EINVAL', `kernel name "${name}" must match ${KERNEL_NAME_RE.source}`);
-    if (this.kernels.has(name)) fail('EEXIST', `kernel "${name}" already exists`);
+    if (this.byName.has(name)) fail('EEXIST', `kernel "${name}" already exists`);
     const max = this.options.maxKernels;
-    if (max !== undefined && this.kernels.size >= max) fail('ENOMEM', `already ${max} kernels (KCOV_MAX_KERNELS)`);
+    if (max !== undefined && this.byName.size >= max) fail('ENOMEM', `already ${max} kernels (KCOV_MAX_KERNELS)`);
     if (req.maxEntries !== undefined) {
-      const lim = dialect.limits({ maxEntries: undefined } as Kernel);
+      const lim = dialect.limits(undefined);
       if (req.maxEntries < lim.minEntries) {
         fail('EINVAL', `max_entries ${req.maxEntries} is below the dialect's minimum of ${lim.minEntries}`);
       }
@@ -77,14 +78,19 @@ export class Engine {
       budget: this.budget,
       maxEntries: req.maxEntries,
       cpuAreaWords: this.options.cpuAreaWords,
-      limits: this.options.kernelCaps,
+      caps: this.options.kernelCaps,
     });
-    this.kernels.set(name, kernel);
+    this.byName.set(name, kernel);
     return kernel;
   }
 
+  /** Kernels by name. */
+  get kernels(): ReadonlyMap<string, Kernel> {
+    return this.byName;
+  }
+
   kernel(name: string): Kernel {
-    const k = this.kernels.get(name);
+    const k = this.byName.get(name);
     if (k === undefined) fail('ENOENT', `no kernel "${name}"`);
     return k;
   }
@@ -92,7 +98,7 @@ export class Engine {
   deleteKernel(name: string): void {
     const k = this.kernel(name);
     k.destroy();
-    this.kernels.delete(name);
+    this.byName.delete(name);
   }
 
   /** Broken invariants, one line each; empty when the model is consistent. */
@@ -102,6 +108,6 @@ export class Engine {
 
   /** Release everything (shutdown). */
   close(): void {
-    for (const name of [...this.kernels.keys()]) this.deleteKernel(name);
+    for (const name of [...this.byName.keys()]) this.deleteKernel(name);
   }
 }

@@ -3,12 +3,13 @@
  * hold between any two requests, whatever the requests were. Each broken rule
  * is one line; an empty list means the model is consistent.
  *
- *  - memory: the budget's use equals the sum of the kernels' memory, which
- *    equals the bytes of their live (allocated, not freed) buffers, all within
- *    KCOV_MEMORY_LIMIT; no buffer was freed twice;
+ *  - memory: per category, the budget's engine-side use equals the sum of the
+ *    kernels' accounts; each kernel's area bytes equal the bytes of its live
+ *    (allocated, not freed) buffers; all within KCOV_MEMORY_LIMIT; no buffer
+ *    was freed twice;
  *  - no orphans: every live buffer is reachable from its kernel (a descriptor,
- *    a thread, a CPU, a remote or other dialect state), and every area
- *    reachable is live (nothing points at freed memory);
+ *    a thread, a CPU, or the dialect's state: remotes, section pools), and
+ *    every area reachable is live (nothing points at freed memory);
  *  - tables: fds and tids are the keys they are filed under, an open fd is not
  *    marked closed, an owner is a live thread of the same kernel, a thread's
  *    open descriptor is the one in the fd table;
@@ -18,43 +19,51 @@
  */
 import { Area } from './area.js';
 import type { Engine } from './engine.js';
-import { Kernel } from './kernel.js';
+import type { Kernel } from './kernel.js';
+import { KERNEL_CATEGORIES } from './memory.js';
 import type { Descriptor } from './model.js';
 
 export function checkInvariants(engine: Engine): string[] {
   const out: string[] = [];
   const budget = engine.budget;
-  let sum = 0;
+  const by = budget.breakdown();
   for (const [name, k] of engine.kernels) {
     if (k.name !== name) out.push(`kernel filed as "${name}" is named "${k.name}"`);
-    sum += k.memory;
     checkKernel(k, out);
   }
-  if (budget.used !== sum) out.push(`budget.used ${budget.used} != sum of kernel memory ${sum}`);
+  for (const c of KERNEL_CATEGORIES) {
+    let sum = 0;
+    for (const k of engine.kernels.values()) sum += k.account.bytes(c);
+    if (by[c] !== sum) out.push(`budget ${c} ${by[c]} != sum of kernel ${c} ${sum}`);
+  }
+  let total = 0;
+  for (const v of Object.values(by)) total += v;
+  if (budget.used !== total) out.push(`budget.used ${budget.used} != sum of its categories ${total}`);
   if (budget.used < 0 || budget.used > budget.limit) out.push(`budget.used ${budget.used} outside 0..${budget.limit}`);
   return out;
 }
 
 function checkKernel(k: Kernel, out: string[]): void {
   const at = `kernel "${k.name}"`;
+  const mem = k.account;
   let live = 0;
-  for (const b of k.liveBuffers) live += b.byteLength;
-  if (k.memory !== live) out.push(`${at}: memory ${k.memory} != bytes of live buffers ${live}`);
-  if (k.badFrees !== 0) out.push(`${at}: ${k.badFrees} frees of buffers that were not live`);
+  for (const b of mem.liveBuffers()) live += b.byteLength;
+  if (mem.areaBytes !== live) out.push(`${at}: memory ${mem.areaBytes} != bytes of live buffers ${live}`);
+  if (mem.badFrees !== 0) out.push(`${at}: ${mem.badFrees} frees of buffers that were not live`);
 
   // Reachability: every Area anywhere in the kernel's object graph.
   const reachable = reachableBuffers(k);
   for (const b of reachable) {
-    if (!k.liveBuffers.has(b)) out.push(`${at}: an area of ${b.byteLength} bytes is reachable but was freed (or never charged)`);
+    if (!mem.isLive(b)) out.push(`${at}: an area of ${b.byteLength} bytes is reachable but was freed (or never charged)`);
   }
-  for (const b of k.liveBuffers) {
+  for (const b of mem.liveBuffers()) {
     if (!reachable.has(b)) out.push(`${at}: orphan area of ${b.byteLength} bytes (charged, reachable from nothing)`);
   }
 
   const counted = (what: string, a: Area | null | undefined) => {
     if (a === null || a === undefined) return;
     const cap = a.capacity(1);
-    if (a.count > cap && !k.countWritten.has(a.buffer)) out.push(`${at}: ${what} count ${a.count} > capacity ${cap}`);
+    if (a.count > cap && !mem.wasCountWritten(a)) out.push(`${at}: ${what} count ${a.count} > capacity ${cap}`);
   };
 
   for (const [fd, d] of k.descriptors) {
@@ -89,16 +98,15 @@ function checkOwner(k: Kernel, d: Descriptor, out: string[]): void {
   }
 }
 
-/** Buffers of every Area reachable from the kernel's own state (dialect data included). */
+/**
+ * Buffers of every Area reachable from the kernel's tables and its dialect's
+ * state. The walk is generic (any field of any object), so a new field that
+ * holds an area is seen without a change here.
+ */
 function reachableBuffers(k: Kernel): Set<ArrayBuffer> {
   const found = new Set<ArrayBuffer>();
-  const skip = new Set<unknown>([k.dialect, k.liveBuffers, k.countWritten, (k as unknown as { guards: unknown }).guards]);
   const seen = new Set<object>();
-  const stack: unknown[] = [];
-  for (const key of Object.keys(k)) {
-    const v = (k as unknown as Record<string, unknown>)[key];
-    if (!skip.has(v) && key !== 'budget') stack.push(v);
-  }
+  const stack: unknown[] = [[...k.descriptors.values()], [...k.threads.values()], k.cpus, k.state, [...k.state.areas()]];
   while (stack.length > 0) {
     const v = stack.pop();
     if (typeof v !== 'object' || v === null || seen.has(v)) continue;
@@ -107,7 +115,7 @@ function reachableBuffers(k: Kernel): Set<ArrayBuffer> {
       found.add(v.buffer);
       continue;
     }
-    if (skip.has(v) || v instanceof Kernel || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) continue;
+    if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) continue;
     if (v instanceof Map) {
       for (const [a, b] of v) stack.push(a, b);
     } else if (v instanceof Set || Array.isArray(v)) {

@@ -2,11 +2,47 @@
  * The objects a kernel holds. Field tags say who may change a field:
  *   [I] immutable after construction
  *   [D] only the kernel's dialect (ioctl, close, exit and section hooks)
- *   [K] only the Kernel class (registries, allocation)
+ *   [K] only the Kernel class and its parts (registries, allocation)
  * Everything runs on the event loop; a request mutates the model synchronously
  * and never across an await, so no field needs a lock.
+ *
+ * A dialect declares its own types (DialectTypes): its descriptor and thread
+ * subclasses, its section shape and its per-kernel state. The common classes
+ * are generic over them, so a dialect reads its own fields without a cast.
  */
 import type { Area, TraceMode } from './area.js';
+
+/** The types one dialect brings: what its kernel's tables hold. */
+export interface DialectTypes {
+  readonly descriptor: Descriptor;
+  readonly thread: Thread;
+  readonly section: Section;
+  readonly state: DialectState;
+}
+
+/**
+ * What a dialect keeps per kernel beyond descriptors, threads and CPUs (its
+ * remote registry, Linux's section pools). The kernel creates it once
+ * (Dialect.createState) and holds it; nothing of it is module-level.
+ */
+export interface DialectState {
+  /** Remotes registered now, by their canonical key (each dialect narrows the entry type). */
+  readonly remotes: ReadonlyMap<string, object>;
+  /**
+   * Every area this state holds that no descriptor, thread or CPU reaches
+   * (pooled section areas, remote buffers): the invariant checker walks them.
+   */
+  areas(): Iterable<Area>;
+}
+
+/** The state of a dialect without remote coverage. */
+export class NoRemotes implements DialectState {
+  readonly remotes: ReadonlyMap<string, never> = new Map<string, never>();
+
+  areas(): Iterable<Area> {
+    return [];
+  }
+}
 
 /** Per-PC de-duplication of KCOV_UNIQUE_ENABLE: the bitmap at the start of the area. */
 export interface UniqueBitmap {
@@ -29,13 +65,13 @@ export interface TraceTarget {
 }
 
 /** An open kcov file (or one closed but still held by its tracing thread). */
-export abstract class Descriptor {
+export abstract class Descriptor<X extends DialectTypes = DialectTypes> {
   /** [I] number in the kernel's fd table; never reused within a kernel. */
   readonly fd: number;
   /** [D] the buffer userspace maps, once sized. */
   area: Area | null = null;
   /** [D] thread whose events this descriptor collects. */
-  owner: Thread | null = null;
+  owner: X['thread'] | null = null;
   /** [K] the fd was closed; the object lives on while a thread still holds it. */
   closed = false;
   /** [D] mode of the records in the area: the last enable's, 'pc' before any. */
@@ -61,7 +97,7 @@ export abstract class Descriptor {
   }
 }
 
-/** An open remote section on a thread or CPU. */
+/** An open remote section on a thread or CPU; a dialect may extend it with what it needs at stop. */
 export interface Section {
   /** [I] remote key as written on the wire (Linux handle hex or "subsystem:id"). */
   readonly remote: string;
@@ -69,30 +105,51 @@ export interface Section {
   readonly context: 'task' | 'softirq' | 'interrupt';
   /** [I] where the section records. */
   readonly target: TraceTarget | null;
-  /** [I] dialect data needed at stop (sequence numbers, saved state). */
-  readonly data?: unknown;
 }
 
-export class Thread {
+/** The dialect-specific part of a thread's view. */
+export interface ThreadExtra {
+  /** Linux: the common remote handle (t->kcov_handle). */
+  readonly handle: string | null;
+  /** NetBSD: kcov_silence_enter is in force. */
+  readonly silenced: boolean;
+  /** The kernel's name of the thread's kcov mode (Linux t->kcov_mode), else DISABLED / TRACE. */
+  readonly mode: string;
+}
+
+export class Thread<X extends DialectTypes = DialectTypes> {
   /** [I] */
   readonly tid: number;
   /** [I] process; KIOREMOTEATTACH on OpenBSD keys remotes by it. */
   readonly pid: number;
   /** [D] the descriptor this thread is bound to (Linux t->kcov, OpenBSD p->p_kd ...). */
-  kcov: Descriptor | null = null;
+  kcov: X['descriptor'] | null = null;
   /** [D] where the thread's events go now, or null when not traced. */
   trace: TraceTarget | null = null;
-  /** [D] Linux: common remote handle (t->kcov_handle) as [lo, hi]. */
-  handle: [number, number] | null = null;
   /** [D] open remote section. */
-  section: Section | null = null;
-  /** [D] NetBSD kcov_silence_enter nesting. */
-  silenced = 0;
-  /** [D] dialect data that does not deserve a field of its own. */
-  data: Record<string, unknown> = {};
+  section: X['section'] | null = null;
 
   constructor(tid: number, pid: number) {
     this.tid = tid;
     this.pid = pid;
+  }
+
+  /** Dialect-specific fields of the view. */
+  extra(): ThreadExtra {
+    return { handle: null, silenced: false, mode: this.kcov === null ? 'DISABLED' : 'TRACE' };
+  }
+}
+
+/** Per-CPU state for remote sections in softirq/interrupt context. */
+export class Cpu<X extends DialectTypes = DialectTypes> {
+  /** [I] */
+  readonly id: number;
+  /** [K] allocated on first use and charged to the budget. */
+  area: Area | null = null;
+  /** [D] the section running on this CPU. */
+  section: X['section'] | null = null;
+
+  constructor(id: number) {
+    this.id = id;
   }
 }

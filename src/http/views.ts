@@ -2,10 +2,9 @@
 import { strideOf } from '../engine/area.js';
 import type { Kernel } from '../engine/kernel.js';
 import type { Descriptor, Section, Thread } from '../engine/model.js';
-import { formatU64 } from '../engine/u64.js';
 
 export function kernelView(k: Kernel, boot: string) {
-  const lim = k.dialect.limits(k);
+  const lim = k.limits();
   return {
     name: k.name,
     boot,
@@ -13,7 +12,7 @@ export function kernelView(k: Kernel, boot: string) {
     ncpus: k.ncpus,
     descriptors: k.descriptors.size,
     threads: k.threads.size,
-    remotes: k.remotes.size,
+    remotes: k.remotes.count,
     memory: k.memory,
     max_entries: lim.maxEntries,
     min_entries: lim.minEntries,
@@ -44,13 +43,14 @@ export function sectionView(s: Section | null) {
 }
 
 export function threadView(t: Thread) {
+  const x = t.extra();
   return {
     tid: t.tid,
     pid: t.pid,
     fd: t.kcov === null ? null : t.kcov.fd,
-    handle: t.handle === null ? null : formatU64(t.handle[0], t.handle[1]),
+    handle: x.handle,
     section: sectionView(t.section),
-    silenced: t.silenced > 0,
-    mode: typeof t.data.kcovMode === 'string' ? t.data.kcovMode : t.kcov === null ? 'DISABLED' : 'TRACE',
+    silenced: x.silenced,
+    mode: x.mode,
   };
 }

@@ -214,13 +214,13 @@ function fingerprint(app: FastifyInstance): Fingerprint {
   const parts: unknown[] = [e.budget.used];
   const threads = new Map<string, string>();
   for (const k of e.kernels.values()) {
-    parts.push(k.name, k.dialect.name, k.memory, k.stats, k.remotes.size, [...k.remotes.keys()]);
+    parts.push(k.name, k.dialect.name, k.memory, k.stats, k.remotes.count, k.remotes.keys());
     for (const d of k.descriptors.values()) {
       parts.push(d.fd, d.state, d.mode, d.lastMode, d.closed, d.owner?.tid ?? null, d.area === null ? null : digest(d.area.bytes), JSON.stringify(d.extra()));
     }
     for (const c of k.cpus) parts.push(c.area === null ? null : digest(c.area.bytes), c.section?.remote ?? null);
     for (const th of k.threads.values()) {
-      threads.set(`${k.name}/${th.tid}`, JSON.stringify([th.pid, th.kcov?.fd ?? null, th.kcov?.closed ?? null, th.handle, th.section?.remote ?? null, th.silenced, th.trace === null ? null : th.trace.mode]));
+      threads.set(`${k.name}/${th.tid}`, JSON.stringify([th.pid, th.kcov?.fd ?? null, th.kcov?.closed ?? null, th.extra().handle, th.section?.remote ?? null, Number(th.extra().silenced), th.trace === null ? null : th.trace.mode]));
     }
   }
   return { text: JSON.stringify(parts), threads };

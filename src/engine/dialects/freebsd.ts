@@ -17,10 +17,10 @@
  * rule has nothing to act on.
  */
 import type { TraceMode } from '../area.js';
-import type { Command, Dialect, IoctlContext, Mapping } from '../dialect.js';
+import type { Command, Dialect, Mapping } from '../dialect.js';
 import { fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
-import { Descriptor } from '../model.js';
+import { Descriptor, NoRemotes, Thread, type Section } from '../model.js';
 import { int32Arg, intModeArg } from '../args.js';
 
 /** enum { KCOV_STATE_INVALID, _OPEN, _READY, _RUNNING, _DYING } */
@@ -40,7 +40,17 @@ export const KIODISABLE = 0x20006303;
 
 const FREEBSD_MODES = { pc: KCOV_MODE_TRACE_PC, cmp: KCOV_MODE_TRACE_CMP } as const;
 
-export class FreeBSDDescriptor extends Descriptor {
+/** FreeBSD's types: its kcov_info as the descriptor; threads and state need nothing of their own. */
+export interface FreeBSDTypes {
+  readonly descriptor: FreeBSDDescriptor;
+  readonly thread: Thread<FreeBSDTypes>;
+  readonly section: Section;
+  readonly state: NoRemotes;
+}
+
+type FreeBSDKernel = Kernel<FreeBSDTypes>;
+
+export class FreeBSDDescriptor extends Descriptor<FreeBSDTypes> {
   /** [D] info->state; kcov_open starts in OPEN. */
   kstate: FreeBSDState = 'OPEN';
   /** [D] info->mode: KCOV_MODE_TRACE_PC/CMP while RUNNING, -1 otherwise. */
@@ -72,32 +82,28 @@ export class FreeBSDDescriptor extends Descriptor {
   }
 }
 
-function info(ctx: IoctlContext): FreeBSDDescriptor {
-  return ctx.d as FreeBSDDescriptor;
-}
-
 /** The sysctl kern.kcov.max_entries of this kernel. */
-function maxEntries(kernel: Kernel): number {
-  return kernel.maxEntries ?? KCOV_MAXENTRIES;
+function maxEntries(limit: number | undefined): number {
+  return limit ?? KCOV_MAXENTRIES;
 }
 
 /** kcov_free */
-function kcovFree(kernel: Kernel, d: FreeBSDDescriptor): void {
+function kcovFree(kernel: FreeBSDKernel, d: FreeBSDDescriptor): void {
   kernel.freeArea(d.area);
   d.area = null;
 }
 
-export const FREEBSD_COMMANDS: Command[] = [
+export const FREEBSD_COMMANDS: Command<FreeBSDTypes>[] = [
   {
     name: 'KIOSETBUFSIZE',
     nr: KIOSETBUFSIZE,
     argDoc: 'entries (int, by value, read as u_int); 2 .. kern.kcov.max_entries',
     run(ctx) {
-      const d = info(ctx);
+      const d = ctx.d;
       // kcov_ioctl: the state check comes before kcov_alloc looks at the size.
       if (d.kstate !== 'OPEN') fail('EBUSY', `KIOSETBUFSIZE: state is ${d.kstate}, not OPEN (the buffer is set once)`);
       const entries = int32Arg(ctx.arg, 'KIOSETBUFSIZE entries');
-      const max = maxEntries(ctx.kernel);
+      const max = maxEntries(ctx.kernel.maxEntries);
       // kcov_alloc: `entries < 2 || entries > kcov_max_entries` is EINVAL.
       if (entries < 2 || entries > max) {
         fail('EINVAL', `KIOSETBUFSIZE: ${entries} entries is outside 2..${max} (kern.kcov.max_entries)`);
@@ -113,7 +119,7 @@ export const FREEBSD_COMMANDS: Command[] = [
     nr: KIOENABLE,
     argDoc: 'trace mode (int, by value): KCOV_MODE_TRACE_PC (0) or KCOV_MODE_TRACE_CMP (1), or "pc" / "cmp"',
     run(ctx) {
-      const d = info(ctx);
+      const d = ctx.d;
       const td = ctx.thread;
       // kcov_ioctl KIOENABLE, in the driver's order: state, thread, mode.
       if (d.kstate !== 'READY') {
@@ -138,7 +144,7 @@ export const FREEBSD_COMMANDS: Command[] = [
     nr: KIODISABLE,
     argDoc: 'none (the argument is ignored)',
     run(ctx) {
-      const d = info(ctx);
+      const d = ctx.d;
       const td = ctx.thread;
       // "Only the currently enabled thread may disable itself"
       if (d.kstate !== 'RUNNING' || td.kcov !== d) {
@@ -156,23 +162,29 @@ export const FREEBSD_COMMANDS: Command[] = [
   },
 ];
 
-export const freebsd: Dialect = {
+export const freebsd: Dialect<FreeBSDTypes> = {
   name: 'freebsd',
   commands: FREEBSD_COMMANDS,
   unknownCommand: 'EINVAL',
   // kcov_mmap_single: `info->kvaddr == 0` is EINVAL.
   mmapErrno: 'EINVAL',
-  modes: FREEBSD_MODES,
-  limits: (kernel) => ({ minEntries: 2, maxEntries: maxEntries(kernel) }),
+  limits: (limit) => ({ minEntries: 2, maxEntries: maxEntries(limit) }),
+
+  createState() {
+    return new NoRemotes();
+  },
+
+  newThread(tid, pid) {
+    return new Thread<FreeBSDTypes>(tid, pid);
+  },
 
   open(_kernel, fd) {
     return new FreeBSDDescriptor(fd);
   },
 
-  close(kernel, dd) {
+  close(kernel, d) {
     // kcov_close would answer EBUSY for a RUNNING info, but close(2) releases
     // the fd regardless; the cdevpriv destructor kcov_mmap_cleanup does the work.
-    const d = dd as FreeBSDDescriptor;
     d.kstate = 'DYING';
     if (d.owner !== null) return; // freed by kcov_thread_dtor
     kcovFree(kernel, d);
@@ -180,7 +192,7 @@ export const freebsd: Dialect = {
 
   exit(kernel, t) {
     // kcov_thread_dtor
-    const d = t.kcov as FreeBSDDescriptor | null;
+    const d = t.kcov;
     if (d === null) return;
     t.kcov = null;
     t.trace = null;
@@ -200,12 +212,11 @@ export const freebsd: Dialect = {
 
   target(_kernel, t) {
     // get_kinfo: only a RUNNING info records.
-    const d = t.kcov as FreeBSDDescriptor | null;
+    const d = t.kcov;
     return d !== null && d.kstate === 'RUNNING' ? t.trace : null;
   },
 
-  mapped(_kernel, dd): Mapping | null {
-    const d = dd as FreeBSDDescriptor;
+  mapped(_kernel, d): Mapping | null {
     if (d.area === null) return null;
     return { area: d.area, trace: d.area, mode: d.mode ?? d.lastMode, bitmapWords: 0 };
   },

@@ -17,10 +17,10 @@
  */
 import type { Area, TraceMode } from '../area.js';
 import { modeArg, objectArg, ulongArg } from '../args.js';
-import type { Command, Dialect, IoctlContext, Mapping, RemoteSpec } from '../dialect.js';
+import type { Command, Dialect, Mapping, RemoteSpec } from '../dialect.js';
 import { fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
-import { Descriptor, type Thread, type TraceTarget } from '../model.js';
+import { Descriptor, Thread, type DialectState, type Section, type ThreadExtra, type TraceTarget } from '../model.js';
 import { parseU64 } from '../u64.js';
 
 /** KCOV_BUF_MAX_ENTRIES (256 << 10); a kernel's max_entries replaces it (lower or higher). */
@@ -33,6 +33,38 @@ export const KCOV_MODE_TRACE_CMP = 2;
 
 const NETBSD_MODES = { none: KCOV_MODE_NONE, pc: KCOV_MODE_TRACE_PC, cmp: KCOV_MODE_TRACE_CMP } as const;
 const MODE_NAMES = ['none', 'pc', 'cmp'] as const;
+
+/** NetBSD's types: a kcov_t per open file, an LWP with l_kcov, the remotes as the kernel's state. */
+export interface NetbsdTypes {
+  readonly descriptor: NetbsdDescriptor;
+  readonly thread: NetbsdThread;
+  readonly section: Section;
+  readonly state: NetbsdState;
+}
+
+type NetbsdKernel = Kernel<NetbsdTypes>;
+
+/** An LWP. */
+export class NetbsdThread extends Thread<NetbsdTypes> {
+  /** [D] curlwp->l_kcov: a local kd, or a remote's while inside a section. */
+  lkcov: Kd | null = null;
+  /** [D] kcov_silence_enter is in force (the l_kcov's kd->silenced as this LWP saw it). */
+  silenced = false;
+
+  override extra(): ThreadExtra {
+    return { handle: null, silenced: this.silenced, mode: this.kcov === null ? 'DISABLED' : 'TRACE' };
+  }
+}
+
+/** The remotes of one kernel (kcov_remote_register's list). */
+export class NetbsdState implements DialectState {
+  /** [D] by "subsystem:id" in decimal. */
+  readonly remotes = new Map<string, NetbsdRemote>();
+
+  *areas(): Iterable<Area> {
+    for (const r of this.remotes.values()) if (r.area !== null) yield r.area;
+  }
+}
 
 /** The fields every kcov_t has, local or remote ("Can be remote"). */
 interface Kd {
@@ -61,12 +93,12 @@ export class NetbsdRemote implements Kd {
   /** [D] kr->refcount: 1 while a section is open on `holder`. */
   refcount = 0;
   /** [D] the LWP inside kcov_remote_enter .. kcov_remote_leave. */
-  holder: Thread | null = null;
+  holder: NetbsdThread | null = null;
 
   constructor(readonly key: string) {}
 }
 
-export class NetbsdDescriptor extends Descriptor implements Kd {
+export class NetbsdDescriptor extends Descriptor<NetbsdTypes> implements Kd {
   bufsize = 0;
   kmode = KCOV_MODE_NONE;
   /** [D] kd->enabled */
@@ -117,18 +149,14 @@ export class NetbsdDescriptor extends Descriptor implements Kd {
 
 // ---- curlwp->l_kcov ---------------------------------------------------------------
 
-function lkcov(t: Thread): Kd | null {
-  return (t.data.lkcov as Kd | undefined) ?? null;
-}
-
 /** l->l_kcov = kd, keeping the thread's view (fd, silenced) and d.owner in step. */
-function setLkcov(t: Thread, kd: Kd | null): void {
-  const old = lkcov(t);
+function setLkcov(t: NetbsdThread, kd: Kd | null): void {
+  const old = t.lkcov;
   if (old instanceof NetbsdDescriptor && old.owner === t) old.owner = null;
-  t.data.lkcov = kd;
+  t.lkcov = kd;
   t.kcov = kd instanceof NetbsdDescriptor ? kd : null;
   if (kd instanceof NetbsdDescriptor) kd.owner = t;
-  t.silenced = kd !== null && kd.silenced ? 1 : 0;
+  t.silenced = kd !== null && kd.silenced;
 }
 
 /**
@@ -146,8 +174,8 @@ function kdTarget(kd: Kd | null): TraceTarget | null {
 // ---- kcov_t lifetime ----------------------------------------------------------------
 
 /** kcov_allocbuf: EINVAL outside 2..max, EEXIST when the buffer exists. */
-function allocbuf(kernel: Kernel, kd: Kd, nent: number, what: string): void {
-  const max = maxEntries(kernel);
+function allocbuf(kernel: NetbsdKernel, kd: Kd, nent: number, what: string): void {
+  const max = maxEntries(kernel.maxEntries);
   if (nent < 2 || nent > max) fail('EINVAL', `${what}: ${nent} entries is outside 2..${max} (KCOV_BUF_MAX_ENTRIES)`);
   if (kd.area !== null) fail('EEXIST', `${what}: the buffer is already allocated`);
   // The buffer holds nent entries (bufnent = nent - 1 records after buf[0]);
@@ -157,15 +185,15 @@ function allocbuf(kernel: Kernel, kd: Kd, nent: number, what: string): void {
 }
 
 /** kcov_free */
-function kcovFree(kernel: Kernel, d: NetbsdDescriptor): void {
+function kcovFree(kernel: NetbsdKernel, d: NetbsdDescriptor): void {
   kernel.freeArea(d.area);
   d.area = null;
   d.remote = null;
   d.freed = true;
 }
 
-function maxEntries(kernel: Kernel): number {
-  return kernel.maxEntries ?? NETBSD_MAX_ENTRIES;
+function maxEntries(limit: number | undefined): number {
+  return limit ?? NETBSD_MAX_ENTRIES;
 }
 
 /** kcov_remote_enable */
@@ -204,23 +232,15 @@ export function netbsdRemoteKey(spec: RemoteSpec): string {
   return `${keyPart(spec.subsystem, 'subsystem')}:${keyPart(spec.id, 'id')}`;
 }
 
-function remotes(kernel: Kernel): Map<string, NetbsdRemote> {
-  return kernel.remotes as Map<string, NetbsdRemote>;
-}
-
 // ---- ioctls ---------------------------------------------------------------------------
 
-function kd(ctx: IoctlContext): NetbsdDescriptor {
-  return ctx.d as NetbsdDescriptor;
-}
-
-export const NETBSD_COMMANDS: Command[] = [
+export const NETBSD_COMMANDS: Command<NetbsdTypes>[] = [
   {
     name: 'KCOV_IOC_SETBUFSIZE',
     nr: 0x80084b01,
     argDoc: 'entries (uint64_t *), 2 .. KCOV_BUF_MAX_ENTRIES (256Ki, or the kernel\'s max_entries)',
     run(ctx) {
-      const d = kd(ctx);
+      const d = ctx.d;
       const nent = ulongArg(ctx.arg, 'KCOV_IOC_SETBUFSIZE entries');
       // kcov_setbufsize
       if (d.remote !== null) return 0; /* buffer allocated remotely */
@@ -234,7 +254,7 @@ export const NETBSD_COMMANDS: Command[] = [
     nr: 0x80044b02,
     argDoc: 'mode (int *): KCOV_MODE_NONE 0, KCOV_MODE_TRACE_PC 1, KCOV_MODE_TRACE_CMP 2, or "none" / "pc" / "cmp"',
     run(ctx) {
-      const d = kd(ctx);
+      const d = ctx.d;
       const mode = modeArg(ctx.arg, NETBSD_MODES, 'KCOV_IOC_ENABLE mode');
       // kcov_enable, in the kernel's order
       if (mode !== KCOV_MODE_NONE && mode !== KCOV_MODE_TRACE_PC && mode !== KCOV_MODE_TRACE_CMP) {
@@ -246,7 +266,7 @@ export const NETBSD_COMMANDS: Command[] = [
       }
       if (d.enabled) fail('EBUSY', `KCOV_IOC_ENABLE: fd ${d.fd} is already enabled`);
       const t = ctx.thread;
-      if (lkcov(t) !== null) {
+      if (t.lkcov !== null) {
         fail('EBUSY', t.kcov !== null
           ? `KCOV_IOC_ENABLE: LWP ${t.tid} already has a kcov (fd ${t.kcov.fd})`
           : `KCOV_IOC_ENABLE: LWP ${t.tid} is inside a remote section (l_kcov is the remote's)`);
@@ -264,14 +284,14 @@ export const NETBSD_COMMANDS: Command[] = [
     nr: 0x20004b03,
     argDoc: 'none',
     run(ctx) {
-      const d = kd(ctx);
+      const d = ctx.d;
       // kcov_disable
       if (d.remote !== null) {
         remoteDisable(d.remote, 'KCOV_IOC_DISABLE');
         return 0;
       }
       if (!d.enabled) fail('ENOENT', `KCOV_IOC_DISABLE: fd ${d.fd} is not enabled`);
-      if (lkcov(ctx.thread) !== d) fail('ENOENT', `KCOV_IOC_DISABLE: LWP ${ctx.thread.tid} is not the one that enabled fd ${d.fd}`);
+      if (ctx.thread.lkcov !== d) fail('ENOENT', `KCOV_IOC_DISABLE: LWP ${ctx.thread.tid} is not the one that enabled fd ${d.fd}`);
       setLkcov(ctx.thread, null);
       d.enabled = false;
       return 0;
@@ -282,12 +302,12 @@ export const NETBSD_COMMANDS: Command[] = [
     nr: 0x80104b0a,
     argDoc: 'struct kcov_ioc_remote_attach: {"subsystem", "id"} (uint64_t each)',
     run(ctx) {
-      const d = kd(ctx);
+      const d = ctx.d;
       const a = objectArg(ctx.arg, 'KCOV_IOC_REMOTE_ATTACH');
       const key = netbsdRemoteKey({ subsystem: a.subsystem, id: a.id });
       // kcov_remote_attach: a second attach replaces the first without a check.
       if (d.enabled) fail('EEXIST', `KCOV_IOC_REMOTE_ATTACH: fd ${d.fd} is enabled`);
-      const r = remotes(ctx.kernel).get(key);
+      const r = ctx.kernel.state.remotes.get(key);
       if (r === undefined) fail('ENOENT', `KCOV_IOC_REMOTE_ATTACH: no remote ${key} registered (kcov_remote_find)`);
       d.remote = r;
       return 0;
@@ -298,7 +318,7 @@ export const NETBSD_COMMANDS: Command[] = [
     nr: 0x20004b0b,
     argDoc: 'none',
     run(ctx) {
-      const d = kd(ctx);
+      const d = ctx.d;
       // kcov_remote_detach: detaching disables the remote for every fd attached to it.
       if (d.enabled) fail('EEXIST', `KCOV_IOC_REMOTE_DETACH: fd ${d.fd} is enabled`);
       if (d.remote === null) fail('ENOENT', `KCOV_IOC_REMOTE_DETACH: fd ${d.fd} has no remote attached`);
@@ -309,22 +329,28 @@ export const NETBSD_COMMANDS: Command[] = [
   },
 ];
 
-export const netbsd: Dialect = {
+export const netbsd: Dialect<NetbsdTypes> = {
   name: 'netbsd',
   commands: NETBSD_COMMANDS,
   unknownCommand: 'EINVAL',
   // kcov_fops_mmap: size + off > bufsize, and bufsize is 0 before the buffer exists.
   mmapErrno: 'ENOMEM',
-  modes: NETBSD_MODES,
-  limits: (kernel) => ({ minEntries: 2, maxEntries: maxEntries(kernel) }),
+  limits: (limit) => ({ minEntries: 2, maxEntries: maxEntries(limit) }),
+
+  createState() {
+    return new NetbsdState();
+  },
+
+  newThread(tid, pid) {
+    return new NetbsdThread(tid, pid);
+  },
 
   open(_kernel, fd) {
     return new NetbsdDescriptor(fd);
   },
 
-  close(kernel, d) {
+  close(kernel, nd) {
     // kcov_fops_close
-    const nd = d as NetbsdDescriptor;
     if (nd.remote !== null) nd.remote.enabled = false;
     if (nd.enabled) {
       nd.lwpfree = true; // the owner LWP frees it in kcov_lwp_free
@@ -335,7 +361,7 @@ export const netbsd: Dialect = {
 
   exit(kernel, t) {
     // kcov_lwp_free: whatever l_kcov holds is disabled, a remote's kd included.
-    const k = lkcov(t);
+    const k = t.lkcov;
     if (k === null) return;
     k.enabled = false;
     if (k instanceof NetbsdRemote && k.holder === t) {
@@ -354,12 +380,11 @@ export const netbsd: Dialect = {
   },
 
   target(_kernel, t) {
-    return kdTarget(lkcov(t));
+    return kdTarget(t.lkcov);
   },
 
-  mapped(_kernel, d): Mapping | null {
+  mapped(_kernel, nd): Mapping | null {
     // kcov_fops_mmap: an attached fd maps the remote's buffer.
-    const nd = d as NetbsdDescriptor;
     const buf: Kd = nd.remote ?? nd;
     if (buf.area === null) return null;
     const enabledMode = buf.enabled && buf.kmode === KCOV_MODE_TRACE_CMP ? 'cmp' : buf.enabled && buf.kmode === KCOV_MODE_TRACE_PC ? 'pc' : null;
@@ -367,7 +392,7 @@ export const netbsd: Dialect = {
   },
 
   destroy(kernel) {
-    for (const r of remotes(kernel).values()) {
+    for (const r of kernel.state.remotes.values()) {
       kernel.freeArea(r.area);
       r.area = null;
     }
@@ -379,25 +404,25 @@ export const netbsd: Dialect = {
 
   registerRemote(kernel, key) {
     // kcov_remote_register panics on a duplicate; the route answers 200 instead.
-    if (remotes(kernel).has(key)) return false;
+    if (kernel.state.remotes.has(key)) return false;
     const r = new NetbsdRemote(key);
-    allocbuf(kernel, r, maxEntries(kernel), `kcov_remote_register ${key}`);
-    remotes(kernel).set(key, r);
+    allocbuf(kernel, r, maxEntries(kernel.maxEntries), `kcov_remote_register ${key}`);
+    kernel.state.remotes.set(key, r);
     return true;
   },
 
   unregisterRemote(kernel, key) {
     // Not in the kernel: NetBSD has no kcov_remote_unregister (vhci never goes
     // away). Refused while anything points at the remote, as kd->remote would dangle.
-    const r = remotes(kernel).get(key);
+    const r = kernel.state.remotes.get(key);
     if (r === undefined) fail('ENOENT', `no remote ${key} registered`);
     if (r.refcount > 0) fail('EBUSY', `remote ${key} has a section open on LWP ${r.holder?.tid}`);
     for (const d of kernel.descriptors.values()) {
-      if ((d as NetbsdDescriptor).remote === r) fail('EBUSY', `remote ${key} is attached to fd ${d.fd}`);
+      if (d.remote === r) fail('EBUSY', `remote ${key} is attached to fd ${d.fd}`);
     }
     kernel.freeArea(r.area);
     r.area = null;
-    remotes(kernel).delete(key);
+    kernel.state.remotes.delete(key);
   },
 
   enterSection(kernel, site, key) {
@@ -406,16 +431,16 @@ export const netbsd: Dialect = {
     }
     const t = site.thread;
     // kcov_remote_enter
-    const r = remotes(kernel).get(key);
+    const r = kernel.state.remotes.get(key);
     if (r === undefined) fail('ENOENT', `kcov_remote_enter: no remote ${key} registered (the kernel panics)`);
     if (r.refcount !== 0) fail('EBUSY', `kcov_remote_enter: remote ${key} is already entered by LWP ${r.holder?.tid} (KASSERT(refs == 1))`);
     if (t.section !== null) fail('EBUSY', `kcov_remote_enter: LWP ${t.tid} is already in a section on ${t.section.remote}`);
-    if (lkcov(t) !== null) fail('EBUSY', `kcov_remote_enter: LWP ${t.tid} has a kcov of its own (KASSERT(l->l_kcov == NULL))`);
+    if (t.lkcov !== null) fail('EBUSY', `kcov_remote_enter: LWP ${t.tid} has a kcov of its own (KASSERT(l->l_kcov == NULL))`);
     r.refcount = 1;
     r.holder = t;
     // Only a remote enabled at enter is taken; enabling it later does not reach this section.
     if (r.enabled) setLkcov(t, r);
-    t.section = { remote: key, context: 'task', target: kdTarget(lkcov(t)) };
+    t.section = { remote: key, context: 'task', target: kdTarget(t.lkcov) };
   },
 
   leaveSection(kernel, site) {
@@ -423,7 +448,7 @@ export const netbsd: Dialect = {
     const t = site.thread;
     const s = t.section;
     if (s === null) fail('ENOENT', `kcov_remote_leave: LWP ${t.tid} is in no section (KASSERT(refs == 0))`);
-    const r = remotes(kernel).get(s.remote);
+    const r = kernel.state.remotes.get(s.remote);
     if (r !== undefined && r.holder === t) {
       r.refcount = 0;
       r.holder = null;
@@ -436,10 +461,10 @@ export const netbsd: Dialect = {
 
   remotesView(kernel) {
     const out: unknown[] = [];
-    for (const r of remotes(kernel).values()) {
+    for (const r of kernel.state.remotes.values()) {
       const [subsystem, id] = r.key.split(':');
       const attached: number[] = [];
-      for (const d of kernel.descriptors.values()) if ((d as NetbsdDescriptor).remote === r) attached.push(d.fd);
+      for (const d of kernel.descriptors.values()) if (d.remote === r) attached.push(d.fd);
       out.push({
         remote: r.key,
         subsystem,
@@ -458,9 +483,9 @@ export const netbsd: Dialect = {
 
   silence(_kernel, t, on) {
     // kcov_silence_enter / _leave: a flag on curlwp->l_kcov, no nesting, a no-op without one.
-    const k = lkcov(t);
+    const k = t.lkcov;
     if (k === null) return;
     k.silenced = on;
-    t.silenced = on ? 1 : 0;
+    t.silenced = on;
   },
 };

@@ -18,10 +18,10 @@
  */
 import { type Area, type TraceMode, strideOf, WORD } from '../area.js';
 import { int32Arg, intModeArg, objectArg, ulongArg } from '../args.js';
-import type { Command, Dialect, IoctlContext, Mapping, RemoteSpec, SectionSite } from '../dialect.js';
+import type { Command, Dialect, Mapping, RemoteSpec } from '../dialect.js';
 import { WouldBlock, fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
-import { Descriptor, type Section, type Thread, type TraceTarget } from '../model.js';
+import { Descriptor, Thread, type DialectState, type Section, type TraceTarget } from '../model.js';
 import { u64ToSafeNumber } from '../u64.js';
 
 /** KCOV_BUF_MAX_NMEMB (512 << 10) entries. */
@@ -34,6 +34,26 @@ const INT_MAX = 0x7fffffff;
 const PAGE_SIZE = 4096;
 
 export type ObsdState = 'NONE' | 'READY' | 'TRACE' | 'DYING';
+
+/** OpenBSD's types: kcov_dev as the descriptor, kr_list as the kernel's state. */
+export interface ObsdTypes {
+  readonly descriptor: ObsdDescriptor;
+  readonly thread: Thread<ObsdTypes>;
+  readonly section: Section;
+  readonly state: ObsdKernelState;
+}
+
+type ObsdKernel = Kernel<ObsdTypes>;
+
+/** The driver's globals of one kernel: kr_list. */
+export class ObsdKernelState implements DialectState {
+  /** [D] registered remotes by "subsystem:id". */
+  readonly remotes = new Map<string, ObsdRemote>();
+
+  areas(): Iterable<Area> {
+    return []; // a remote writes into its descriptor's buffer
+  }
+}
 
 /** struct kcov_remote. */
 export interface ObsdRemote {
@@ -51,7 +71,7 @@ export interface ObsdRemote {
 }
 
 /** struct kcov_dev. */
-export class ObsdDescriptor extends Descriptor {
+export class ObsdDescriptor extends Descriptor<ObsdTypes> {
   /** [D] kd_state */
   kstate: ObsdState = 'NONE';
   /** [D] kd_mode */
@@ -82,14 +102,6 @@ function modeName(m: number): TraceMode | null {
 
 const OPENBSD_MODES = { pc: KCOV_MODE_TRACE_PC, cmp: KCOV_MODE_TRACE_CMP } as const;
 
-function kdOf(ctx: IoctlContext): ObsdDescriptor {
-  return ctx.d as ObsdDescriptor;
-}
-
-function pkd(t: Thread): ObsdDescriptor | null {
-  return t.kcov as ObsdDescriptor | null;
-}
-
 /**
  * `*(T *)data` after sys_ioctl's copyin of an _IOW argument: JSON null is the
  * NULL pointer of the regress test `state` (EFAULT before the driver runs);
@@ -100,13 +112,9 @@ function inArg(arg: unknown, what: string): unknown {
   return arg;
 }
 
-/** C `int` of an argument: the low 32 bits, signed. */
-function limit(kernel: Kernel): number {
-  return Math.min(KCOV_BUF_MAX_NMEMB, kernel.maxEntries ?? KCOV_BUF_MAX_NMEMB);
-}
-
-function remotes(kernel: Kernel): Map<string, ObsdRemote> {
-  return kernel.remotes as Map<string, ObsdRemote>;
+/** KIOSETBUFSIZE's largest entries: KCOV_BUF_MAX_NMEMB, or the kernel's max_entries below it. */
+function limit(maxEntries: number | undefined): number {
+  return Math.min(KCOV_BUF_MAX_NMEMB, maxEntries ?? KCOV_BUF_MAX_NMEMB);
 }
 
 function remoteKeyOf(subsystem: number, id: number): string {
@@ -114,7 +122,7 @@ function remoteKeyOf(subsystem: number, id: number): string {
 }
 
 /** kr_barrier: sleeps while sections are open; here, refuses before any change. */
-function krBarrier(kernel: Kernel, kr: ObsdRemote, what: string): void {
+function krBarrier(kernel: ObsdKernel, kr: ObsdRemote, what: string): void {
   if (kr.nsections === 0) return;
   const where: string[] = [];
   for (const t of kernel.threads.values()) if (t.section?.remote === kr.key) where.push(`thread ${t.tid}`);
@@ -126,16 +134,16 @@ function krBarrier(kernel: Kernel, kr: ObsdRemote, what: string): void {
 }
 
 /** kr_free: DYING, barrier, unlink from its descriptor and from kr_list. */
-function krFree(kernel: Kernel, kr: ObsdRemote, what: string): void {
+function krFree(kernel: ObsdKernel, kr: ObsdRemote, what: string): void {
   krBarrier(kernel, kr, what);
   kr.state = 'DYING';
   if (kr.kd !== null) kr.kd.kr = null;
   kr.kd = null;
-  remotes(kernel).delete(kr.key);
+  kernel.state.remotes.delete(kr.key);
 }
 
 /** kcov_remote_detach */
-function remoteDetach(kernel: Kernel, kd: ObsdDescriptor, kr: ObsdRemote, what: string): void {
+function remoteDetach(kernel: ObsdKernel, kd: ObsdDescriptor, kr: ObsdRemote, what: string): void {
   if (kr.subsystem === KCOV_REMOTE_COMMON) {
     krFree(kernel, kr, what);
   } else {
@@ -147,7 +155,7 @@ function remoteDetach(kernel: Kernel, kd: ObsdDescriptor, kr: ObsdRemote, what: 
 }
 
 /** kd_free: detach the remote (may block), then release the buffer. */
-function kdFree(kernel: Kernel, kd: ObsdDescriptor, what: string): void {
+function kdFree(kernel: ObsdKernel, kd: ObsdDescriptor, what: string): void {
   if (kd.kr !== null) remoteDetach(kernel, kd, kd.kr, what);
   if (kd.owner !== null && kd.owner.kcov === kd) kd.owner.kcov = null;
   kd.owner = null;
@@ -159,11 +167,11 @@ function kdFree(kernel: Kernel, kd: ObsdDescriptor, what: string): void {
 }
 
 /** kcov_remote_register_locked: null when a live remote has the key (DYING ones are gone at once here). */
-function registerLocked(kernel: Kernel, subsystem: number, id: number): ObsdRemote | null {
+function registerLocked(kernel: ObsdKernel, subsystem: number, id: number): ObsdRemote | null {
   const key = remoteKeyOf(subsystem, id);
-  if (remotes(kernel).has(key)) return null;
+  if (kernel.state.remotes.has(key)) return null;
   const kr: ObsdRemote = { key, subsystem, id, state: 'NONE', kd: null, nsections: 0 };
-  remotes(kernel).set(key, kr);
+  kernel.state.remotes.set(key, kr);
   return kr;
 }
 
@@ -181,19 +189,19 @@ function kdCopy(dst: ObsdDescriptor, src: Area, mode: TraceMode): number {
   return 0;
 }
 
-export const OPENBSD_COMMANDS: Command[] = [
+export const OPENBSD_COMMANDS: Command<ObsdTypes>[] = [
   {
     name: 'KIOSETBUFSIZE',
     nr: 0x80084b01,
     argDoc: 'entries (unsigned long *): 1 .. 512Ki; the first entry holds the count',
     run(ctx) {
-      const kd = kdOf(ctx);
+      const kd = ctx.d;
       const arg = inArg(ctx.arg, 'KIOSETBUFSIZE');
       const nmemb = ulongArg(arg, 'KIOSETBUFSIZE entries');
       // kd_init. KASSERT(kd->kd_buf == NULL) precedes this on a DIAGNOSTIC
       // kernel; without DIAGNOSTIC a second KIOSETBUFSIZE is EBUSY.
       if (kd.kstate !== 'NONE') fail('EBUSY', `KIOSETBUFSIZE: kd_state is ${kd.kstate}, not NONE (the buffer is set once)`);
-      const max = limit(ctx.kernel);
+      const max = limit(ctx.kernel.maxEntries);
       if (nmemb === 0 || nmemb > max) fail('EINVAL', `KIOSETBUFSIZE: ${nmemb} entries is outside 1..${max}`);
       kd.area = ctx.kernel.allocArea(nmemb, `KIOSETBUFSIZE(${nmemb})`);
       kd.nmemb = nmemb - 1;
@@ -206,7 +214,7 @@ export const OPENBSD_COMMANDS: Command[] = [
     nr: 0x80044b02,
     argDoc: 'mode (int *): KCOV_MODE_TRACE_PC (1) or KCOV_MODE_TRACE_CMP (2), or "pc" / "cmp"',
     run(ctx) {
-      const kd = kdOf(ctx);
+      const kd = ctx.d;
       const p = ctx.thread;
       const arg = inArg(ctx.arg, 'KIOENABLE');
       // "Only one kcov descriptor can be enabled per thread."
@@ -233,7 +241,7 @@ export const OPENBSD_COMMANDS: Command[] = [
     nr: 0x20004b03,
     argDoc: 'none',
     run(ctx) {
-      const kd = kdOf(ctx);
+      const kd = ctx.d;
       const p = ctx.thread;
       // "Only the enabled thread may disable itself."
       if (p.kcov !== kd && kd.kr === null) {
@@ -246,7 +254,7 @@ export const OPENBSD_COMMANDS: Command[] = [
       if (kd.owner === p) kd.owner = null;
       // The driver clears p_kd unconditionally: a thread that disables a
       // remote descriptor loses its own binding too.
-      const own = pkd(p);
+      const own = p.kcov;
       if (own !== null && own !== kd && own.owner === p) own.owner = null;
       p.kcov = null;
       return 0;
@@ -257,7 +265,7 @@ export const OPENBSD_COMMANDS: Command[] = [
     nr: 0x80084b04,
     argDoc: 'struct kio_remote_attach *: {"subsystem": 0 (KCOV_REMOTE_COMMON), "id"} (id is ignored); missing fields are 0',
     run(ctx) {
-      const kd = kdOf(ctx);
+      const kd = ctx.d;
       const a = objectArg(inArg(ctx.arg, 'KIOREMOTEATTACH'), 'KIOREMOTEATTACH');
       const subsystem = int32Arg(a.subsystem, 'KIOREMOTEATTACH subsystem') | 0;
       ulongArg(a.id, 'KIOREMOTEATTACH id');
@@ -284,22 +292,28 @@ function parseRemotePart(v: unknown, what: string, max: number): number {
   return n;
 }
 
-export const openbsd: Dialect = {
+export const openbsd: Dialect<ObsdTypes> = {
   name: 'openbsd',
   commands: OPENBSD_COMMANDS,
   unknownCommand: 'ENOTTY',
   // kcovmmap returns -1 for every page; uvm_mmapfile turns that into EINVAL.
   mmapErrno: 'EINVAL',
-  modes: OPENBSD_MODES,
-  limits: (kernel) => ({ minEntries: 1, maxEntries: limit(kernel) }),
+  limits: (maxEntries) => ({ minEntries: 1, maxEntries: limit(maxEntries) }),
+
+  createState() {
+    return new ObsdKernelState();
+  },
+
+  newThread(tid, pid) {
+    return new Thread<ObsdTypes>(tid, pid);
+  },
 
   open(_kernel, fd) {
     return new ObsdDescriptor(fd);
   },
 
-  close(kernel, d) {
+  close(kernel, kd) {
     // kcovclose
-    const kd = d as ObsdDescriptor;
     if (kd.kstate === 'TRACE' && kd.kr === null) {
       if (kd.owner !== null && kd.owner.kcov === kd) {
         // "Another thread is currently using the kcov descriptor, postpone freeing to kcov_exit()."
@@ -318,7 +332,7 @@ export const openbsd: Dialect = {
     // A thread cannot exit inside a section: leave it first (kcov_remote_leave).
     if (t.section !== null && t.section.context === 'task') openbsd.leaveSection!(kernel, { context: 'task', thread: t });
     // kcov_exit
-    const kd = pkd(t);
+    const kd = t.kcov;
     if (kd === null) return;
     if (kd.kstate === 'DYING') {
       t.kcov = null;
@@ -339,13 +353,12 @@ export const openbsd: Dialect = {
 
   target(_kernel, t) {
     // kd_curproc: traced while p_kd's kd_mode is set (DYING and READY clear it).
-    const kd = pkd(t);
+    const kd = t.kcov;
     if (kd === null || kd.kmode === KCOV_MODE_NONE) return null;
     return kd.target;
   },
 
-  mapped(_kernel, d): Mapping | null {
-    const kd = d as ObsdDescriptor;
+  mapped(_kernel, kd): Mapping | null {
     if (kd.area === null) return null;
     // kcovmmap: `offset >= kd_nmemb * 8` is not mappable, so mapping all
     // nmemb entries fails when the last page starts at or past that word.
@@ -366,7 +379,7 @@ export const openbsd: Dialect = {
       }
     }
     for (const c of kernel.cpus) c.section = null;
-    for (const kr of remotes(kernel).values()) kr.nsections = 0;
+    for (const kr of kernel.state.remotes.values()) kr.nsections = 0;
   },
 
   remoteKey(_kernel, spec: RemoteSpec) {
@@ -393,14 +406,14 @@ export const openbsd: Dialect = {
   unregisterRemote(kernel, key) {
     // kcov_remote_unregister. The kernel ignores an unknown remote; the API
     // reports it so that a mistyped key does not pass unnoticed.
-    const kr = remotes(kernel).get(key);
+    const kr = kernel.state.remotes.get(key);
     if (kr === undefined) fail('ENOENT', `no remote ${key}`);
     krFree(kernel, kr, `unregister of remote ${key}`);
   },
 
-  enterSection(kernel, site: SectionSite, key) {
+  enterSection(kernel, site, key) {
     // kcov_remote_enter
-    const kr = remotes(kernel).get(key);
+    const kr = kernel.state.remotes.get(key);
     if (kr === undefined || kr.state !== 'READY') return;
     const kd = kr.kd;
     if (kd === null || kd.kstate !== 'TRACE') return;
@@ -428,7 +441,7 @@ export const openbsd: Dialect = {
     kr.nsections++;
   },
 
-  leaveSection(kernel, site: SectionSite) {
+  leaveSection(kernel, site) {
     // kcov_remote_leave
     if (site.context === 'task') {
       const p = site.thread;
@@ -437,7 +450,7 @@ export const openbsd: Dialect = {
         p.section = null;
         return undefined;
       }
-      const kr = remotes(kernel).get(s.remote);
+      const kr = kernel.state.remotes.get(s.remote);
       p.section = null;
       if (kr === undefined) return undefined;
       // KASSERT(p->p_kd == kr->kr_kd)
@@ -449,7 +462,7 @@ export const openbsd: Dialect = {
     const s = cpu.section;
     if (s === null) return undefined;
     cpu.section = null;
-    const kr = remotes(kernel).get(s.remote);
+    const kr = kernel.state.remotes.get(s.remote);
     if (kr === undefined) return undefined;
     // "Stop writing to the coverage buffer associated with this CPU before copying its contents."
     const lost = kr.kd === null ? 0 : kdCopy(kr.kd, s.target!.area, s.target!.mode);
@@ -458,7 +471,7 @@ export const openbsd: Dialect = {
   },
 
   remotesView(kernel) {
-    return [...remotes(kernel).values()].map((kr) => {
+    return [...kernel.state.remotes.values()].map((kr) => {
       const threads: number[] = [];
       for (const t of kernel.threads.values()) if (t.section?.remote === kr.key) threads.push(t.tid);
       const cpus: number[] = [];

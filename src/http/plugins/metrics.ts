@@ -57,7 +57,7 @@ export function createMetrics(engine: Engine): Registry {
     });
   perKernel('kcovd_descriptors', 'Open kcov descriptors per kernel.', (k) => k.descriptors.size);
   perKernel('kcovd_threads', 'Threads per kernel.', (k) => k.threads.size);
-  perKernel('kcovd_areas', 'Coverage areas allocated per kernel (descriptors, remote and per-CPU areas).', (k) => k.liveBuffers.size);
+  perKernel('kcovd_areas', 'Coverage areas allocated per kernel (descriptors, remote and per-CPU areas).', (k) => k.account.liveCount);
   perKernel('kcovd_memory_bytes', 'Bytes held by the coverage areas of each kernel.', (k) => k.memory);
   new Gauge({
     name: 'kcovd_kernels', help: 'Kernels that exist.', registers,

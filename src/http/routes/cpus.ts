@@ -3,8 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { KernelParams, problems } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
-import type { Cpu } from '../../engine/kernel.js';
-import { fail } from '../../engine/errno.js';
+import type { Cpu } from '../../engine/model.js';
 import { sectionView } from '../views.js';
 
 export const CpuView = z.object({
@@ -38,11 +37,6 @@ export async function cpuRoutes(app: FastifyInstance, opts: { engine: Engine }):
       response: { 200: CpuView, ...problems(404) },
     },
   }, async (req) => {
-    const k = engine.kernel(req.params.kernel);
-    const c = k.cpus[req.params.n];
-    if (c === undefined) {
-      fail('ENOENT', `kernel "${k.name}" has ${k.ncpus} CPUs; no cpu ${req.params.n}`);
-    }
-    return cpuView(c);
+    return cpuView(engine.kernel(req.params.kernel).cpu(req.params.n));
   });
 }

@@ -19,7 +19,7 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
 
   r.get(base, {
     schema: { tags: ['remotes'], summary: 'every remote with its attachment: descriptor, mode, open sections', params: KernelParams, response: { 200: RemoteList, ...problems(404) } },
-  }, async (req) => ({ remotes: engine.kernel(req.params.kernel).remotesView() as Record<string, unknown>[] }));
+  }, async (req) => ({ remotes: engine.kernel(req.params.kernel).remotes.view() as Record<string, unknown>[] }));
 
   r.put(`${base}/:remote`, {
     schema: {
@@ -30,8 +30,8 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
     },
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
-    const created = k.registerRemote(req.params.remote);
-    return reply.code(created ? 201 : 200).send({ remote: k.remoteKey(req.params.remote), created });
+    const created = k.remotes.register(req.params.remote);
+    return reply.code(created ? 201 : 200).send({ remote: k.remotes.key(req.params.remote), created });
   });
 
   r.delete(`${base}/:remote`, {
@@ -47,7 +47,7 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
     },
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
-    await waitOut(k, barrierMs, () => k.unregisterRemote(req.params.remote));
+    await waitOut(k, barrierMs, () => k.remotes.unregister(req.params.remote));
     return reply.code(204).send();
   });
 
@@ -87,9 +87,9 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
       if (q.tid === undefined) fail('EINVAL', 'context=task needs tid');
       if (q.cpu !== undefined) fail('EINVAL', 'context=task takes tid, not cpu');
       // Not a hot path, and the reply carries the dialect's extra fields (Linux `moved`).
-      return sendJson(reply, JSON.stringify(k.oneShotSection(req.params.remote, { context: 'task', tid: q.tid }, decode)));
+      return sendJson(reply, JSON.stringify(k.remotes.oneShot(req.params.remote, { context: 'task', tid: q.tid }, decode)));
     }
     if (q.cpu === undefined) fail('EINVAL', `context=${q.context} needs cpu`);
-    return sendJson(reply, JSON.stringify(k.oneShotSection(req.params.remote, { context: q.context, cpu: q.cpu, tid: q.tid }, decode)));
+    return sendJson(reply, JSON.stringify(k.remotes.oneShot(req.params.remote, { context: q.context, cpu: q.cpu, tid: q.tid }, decode)));
   });
 }

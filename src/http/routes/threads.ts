@@ -21,7 +21,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
 
   r.get(`${base}/:tid`, {
     schema: { tags: ['threads'], summary: 'one thread', params: TidParams, response: { 200: ThreadView, ...problems(404) } },
-  }, async (req) => threadView(engine.kernel(req.params.kernel).getThread(req.params.tid)));
+  }, async (req) => threadView(engine.kernel(req.params.kernel).findThread(req.params.tid)));
 
   r.put(`${base}/:tid`, {
     schema: {
@@ -57,7 +57,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
       body: SectionBody,
       response: { 200: ThreadView, ...problems(400, 404, 409, 501) },
     },
-  }, async (req) => threadView(engine.kernel(req.params.kernel).enterThreadSection(req.params.tid, req.body)));
+  }, async (req) => threadView(engine.kernel(req.params.kernel).remotes.enterThreadSection(req.params.tid, req.body)));
 
   r.delete(`${base}/:tid/remote`, {
     schema: {
@@ -66,7 +66,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
       params: TidParams,
       response: { 200: ThreadView, ...problems(400, 404, 409, 501) },
     },
-  }, async (req) => threadView(engine.kernel(req.params.kernel).leaveThreadSection(req.params.tid)));
+  }, async (req) => threadView(engine.kernel(req.params.kernel).remotes.leaveThreadSection(req.params.tid)));
 
   r.put(`${base}/:tid/silence`, {
     schema: {
@@ -75,7 +75,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
       params: TidParams,
       response: { 200: ThreadView, ...problems(404, 501) },
     },
-  }, async (req) => threadView(engine.kernel(req.params.kernel).silence(req.params.tid, true)));
+  }, async (req) => threadView(engine.kernel(req.params.kernel).remotes.silence(req.params.tid, true)));
 
   r.delete(`${base}/:tid/silence`, {
     schema: {
@@ -85,7 +85,7 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
       params: TidParams,
       response: { 200: ThreadView, ...problems(404, 501) },
     },
-  }, async (req) => threadView(engine.kernel(req.params.kernel).silence(req.params.tid, false)));
+  }, async (req) => threadView(engine.kernel(req.params.kernel).remotes.silence(req.params.tid, false)));
 
   r.post(`${base}/:tid/events`, {
     schema: {

@@ -3,26 +3,29 @@
  * engine directly. Each test cites the kernel/kcov.c function it mirrors.
  */
 import t from 'tap';
-import { Engine } from '../../src/engine/engine.js';
-import type { Kernel } from '../../src/engine/kernel.js';
-import type { LinuxDescriptor } from '../../src/engine/dialects/linux.js';
-import { KCOV_IRQ_AREA_SIZE, kcovMoveArea } from '../../src/engine/dialects/linux-remote.js';
-import { Area } from '../../src/engine/area.js';
-import { decodeJsonEvents } from '../../src/engine/events.js';
-import { errnoOf } from '../helpers.js';
+import { Engine } from '../../../../src/engine/engine.js';
+import type { Kernel as AnyKernel } from '../../../../src/engine/kernel.js';
+import { KCOV_IRQ_AREA_SIZE, kcovMoveArea, linux, type LinuxDescriptor, type LinuxTypes } from '../../../../src/engine/dialects/linux/index.js';
+import { Area } from '../../../../src/engine/area.js';
+import { decodeJsonEvents } from '../../../../src/engine/events.js';
+import { errnoOf, invariantsAfterEach, typedKernel } from '../../../helpers.js';
+
+type Kernel = AnyKernel<LinuxTypes>;
+
+const checked = invariantsAfterEach(t);
 
 const USB1 = '0x0100000000000001';
 const USB2 = '0x0100000000000002';
 const COMMON = '0x000000000000002a';
 
 function kernel(opts: { memoryLimit?: number; cpuAreaWords?: number } = {}): Kernel {
-  const e = new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: opts.memoryLimit ?? 64 << 20, cpuAreaWords: opts.cpuAreaWords });
-  return e.kernel('default');
+  const e = checked(new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: opts.memoryLimit ?? 64 << 20, cpuAreaWords: opts.cpuAreaWords }));
+  return typedKernel(e.kernel('default'), linux);
 }
 
 
 function desc(k: Kernel, fd: number): LinuxDescriptor {
-  return k.descriptor(fd) as LinuxDescriptor;
+  return k.descriptor(fd);
 }
 
 /** An fd with an area of `words`, not enabled. */
@@ -48,7 +51,7 @@ function pcsOf(k: Kernel, fd: number): number[] {
 }
 
 function section(k: Kernel, handle: string, tid: number, pcs: number[]) {
-  return k.oneShotSection(handle, { context: 'task', tid }, () => [
+  return k.remotes.oneShot(handle, { context: 'task', tid }, () => [
     { kind: 'pc', records: pcs.length, chunks: [new Uint8Array(pcBytes(pcs))] },
   ]);
 }
@@ -71,7 +74,7 @@ t.test('kcov_ioctl KCOV_REMOTE_ENABLE: more than KCOV_REMOTE_MAX_HANDLES is EINV
   // remote_arg->num_handles != remote_num_handles (the array and its count disagree)
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { num_handles: 2, handles: [USB1] })), 'EINVAL');
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, 7)), 'EFAULT', 'an argument that is not a struct is a bad pointer');
-  t.equal(k.remotes.size, 0);
+  t.equal(k.remotes.count, 0);
 });
 
 t.test('kcov_ioctl_locked KCOV_REMOTE_ENABLE: mode != INIT or no area is EINVAL, then EBUSY, then trace mode, then area_size', async (t) => {
@@ -88,7 +91,7 @@ t.test('kcov_ioctl_locked KCOV_REMOTE_ENABLE: mode != INIT or no area is EINVAL,
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { trace_mode: 'pc', area_size: '0x1000000000000000', handles: [USB1] })), 'EINVAL',
     'area_size > LONG_MAX / sizeof(unsigned long)');
   t.equal(desc(k, fd).kmode, 'INIT', 'nothing changed');
-  t.equal(k.remotes.size, 0);
+  t.equal(k.remotes.count, 0);
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { trace_mode: 'cmp', area_size: '0x0fffffffffffffff', handles: [USB1] })), null,
     'LONG_MAX / 8 itself is accepted');
   t.equal(desc(k, fd).kmode, 'TRACE_CMP');
@@ -119,11 +122,11 @@ t.test('kcov_check_handle on handles[] (USB only) and common_handle (COMMON, non
   let seq = d.sequence;
   for (const [arg, why] of cases) {
     t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { area_size: 8, ...arg })), 'EINVAL', why);
-    t.equal(k.remotes.size, 0, `${why}: handles registered before the bad one are removed (kcov_remote_reset)`);
+    t.equal(k.remotes.count, 0, `${why}: handles registered before the bad one are removed (kcov_remote_reset)`);
     t.equal(d.kmode, 'INIT', `${why}: kcov_reset back to INIT`);
     t.equal(d.owner, null, `${why}: kcov->t = NULL`);
-    t.equal(k.getThread(1).kcov, null, `${why}: kcov_task_reset`);
-    t.equal(k.getThread(1).handle, null, `${why}: no common handle kept`);
+    t.equal(k.findThread(1).kcov, null, `${why}: kcov_task_reset`);
+    t.equal(k.findThread(1).handle, null, `${why}: no common handle kept`);
     t.equal(d.sequence, seq + 1, `${why}: kcov->sequence++`);
     t.equal(d.remote, false);
     t.equal(d.refs, 1, `${why}: no reference taken`);
@@ -141,19 +144,19 @@ t.test('kcov_remote_add: a handle registered by any descriptor is EEXIST, rolled
   const fd = initFd(k, 2, 16);
   const d = desc(k, fd);
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2, USB1] })), 'EEXIST');
-  t.notOk(k.remotes.has('0x100000000000002'), 'USB2, added before the clash, is removed again');
+  t.notOk(k.state.remotes.has('0x100000000000002'), 'USB2, added before the clash, is removed again');
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2], common_handle: COMMON })), 'EEXIST', 'common handle taken');
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2, USB2] })), 'EEXIST', 'the same handle twice in one array');
   t.equal(d.kmode, 'INIT');
-  t.equal(k.remotes.size, 2, 'only the first descriptor\'s handles');
+  t.equal(k.remotes.count, 2, 'only the first descriptor\'s handles');
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 2, { handles: [USB2] })), null, 'a free handle still works afterwards');
 });
 
 t.test('KCOV_REMOTE_ENABLE: t->kcov_mode = KCOV_MODE_REMOTE, the enabling task itself is not traced', async (t) => {
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { handles: [USB1], common_handle: COMMON });
-  const th = k.getThread(1);
-  t.equal(th.data.kcovMode, 'REMOTE');
+  const th = k.findThread(1);
+  t.equal(th.kcovMode, 'REMOTE');
   t.equal(th.kcov, desc(k, fd));
   t.same(th.handle, [0x2a, 0], 't->kcov_handle = common_handle');
   t.equal(desc(k, fd).refs, 2, 'kcov_get for the task');
@@ -170,13 +173,13 @@ t.test('kcov_task_init: a child inherits the common handle only', async (t) => {
   t.equal(child.kcov, null, 'no kcov of its own');
   const grandchild = k.createThread(11, 1, 10).thread;
   t.same(grandchild.handle, [0x2a, 0], 'passed on again');
-  k.thread(5); // created on the fly: no handle
+  k.ensureThread(5); // created on the fly: no handle
   t.equal(k.createThread(12, 12, 5).created, true);
-  t.equal(k.getThread(12).handle, null, 'a parent without a handle passes none');
+  t.equal(k.findThread(12).handle, null, 'a parent without a handle passes none');
   // The kernel code a child runs annotates with kcov_common_handle(): its section lands in fd.
-  k.enterThreadSection(11, { handle: '0x2a' });
+  k.remotes.enterThreadSection(11, { handle: '0x2a' });
   k.eventsJson(11, { pcs: [7, 8] });
-  k.leaveThreadSection(11);
+  k.remotes.leaveThreadSection(11);
   t.same(pcsOf(k, fd), [7, 8]);
 });
 
@@ -209,7 +212,7 @@ t.test('kcov_move_area, CMP: bytes, not records: a partial record lands past the
   const d = desc(k, fd);
   const cmp = (type: number, pc: number) => ({ type, arg1: 1, arg2: 2, pc });
   const run = (...recs: ReturnType<typeof cmp>[]) =>
-    k.oneShotSection(USB1, { context: 'task', tid: 2 }, () => decode({ cmps: recs }));
+    k.remotes.oneShot(USB1, { context: 'task', tid: 2 }, () => decode({ cmps: recs }));
   let r = run(cmp(0x11, 0x100), cmp(0x22, 0x200));
   t.equal(r.moved, 1, 'bytes_to_move = min(40, 64) = 40: one whole record');
   t.equal(d.area!.count, 1);
@@ -246,33 +249,33 @@ t.test('kcov_remote_stop: a section started before KCOV_DISABLE is discarded (se
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { handles: [USB1] });
   const d = desc(k, fd);
-  k.enterThreadSection(2, { handle: USB1 });
+  k.remotes.enterThreadSection(2, { handle: USB1 });
   t.equal(d.refs, 3, 'fd + task + section');
   k.eventsJson(2, { pcs: [1, 2] });
   k.ioctl(fd, 'KCOV_DISABLE', 1, 0);
-  t.equal(k.remotes.size, 0, 'kcov_remote_reset removed the handle');
+  t.equal(k.remotes.count, 0, 'kcov_remote_reset removed the handle');
   k.eventsJson(2, { pcs: [3] });
-  k.leaveThreadSection(2);
+  k.remotes.leaveThreadSection(2);
   t.equal(d.area!.count, 0, 'nothing moved');
   t.equal(d.refs, 1, 'the section\'s reference is dropped at stop');
-  t.equal(k.getThread(2).kcov, null);
-  t.equal(k.getThread(2).data.kcovMode, 'DISABLED');
+  t.equal(k.findThread(2).kcov, null);
+  t.equal(k.findThread(2).kcovMode, 'DISABLED');
 });
 
 t.test('kcov_remote_stop: a section started before a re-enable is discarded too', async (t) => {
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { handles: [USB1] });
   const d = desc(k, fd);
-  k.enterThreadSection(2, { handle: USB1 });
+  k.remotes.enterThreadSection(2, { handle: USB1 });
   k.eventsJson(2, { pcs: [1, 2] });
   k.ioctl(fd, 'KCOV_DISABLE', 1, 0);
   k.ioctl(fd, 'KCOV_REMOTE_ENABLE', 1, { area_size: 64, handles: [USB1] });
   t.equal(d.remote, true, 'remote again, same handle');
-  k.leaveThreadSection(2);
+  k.remotes.leaveThreadSection(2);
   t.equal(d.area!.count, 0, 'sequence differs: discarded');
-  k.enterThreadSection(2, { handle: USB1 });
+  k.remotes.enterThreadSection(2, { handle: USB1 });
   k.eventsJson(2, { pcs: [5] });
-  k.leaveThreadSection(2);
+  k.remotes.leaveThreadSection(2);
   t.same(pcsOf(k, fd), [5], 'a section of the new enable is kept');
 });
 
@@ -280,12 +283,12 @@ t.test('closed fd, owner exits, section still open: the section holds the last r
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { handles: [USB1], area_size: 32 });
   const d = desc(k, fd);
-  k.enterThreadSection(2, { handle: USB1 });
+  k.remotes.enterThreadSection(2, { handle: USB1 });
   k.close(fd);
   k.exitThread(1);
   t.ok(d.area !== null, 'area alive while the section holds kcov');
   const before = k.memory;
-  k.leaveThreadSection(2);
+  k.remotes.leaveThreadSection(2);
   t.equal(d.area, null, 'kcov_put at stop frees it');
   t.equal(k.memory, before - 16 * 8, 'the descriptor area is released; the section area stays pooled');
 });
@@ -293,9 +296,9 @@ t.test('closed fd, owner exits, section still open: the section holds the last r
 t.test('kcov_task_exit of the enabling thread removes all its handles', async (t) => {
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { handles: [USB1, USB2], common_handle: COMMON });
-  t.equal(k.remotes.size, 3);
+  t.equal(k.remotes.count, 3);
   k.exitThread(1);
-  t.equal(k.remotes.size, 0);
+  t.equal(k.remotes.count, 0);
   t.equal(desc(k, fd).kmode, 'INIT');
   t.equal(desc(k, fd).refs, 1);
   const r = section(k, USB1, 2, [1]);
@@ -305,60 +308,60 @@ t.test('kcov_task_exit of the enabling thread removes all its handles', async (t
 t.test('thread exit inside a section ends the section (implicit kcov_remote_stop)', async (t) => {
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { handles: [USB1] });
-  k.enterThreadSection(2, { handle: USB1 });
+  k.remotes.enterThreadSection(2, { handle: USB1 });
   k.eventsJson(2, { pcs: [4, 5] });
   k.exitThread(2);
   t.same(pcsOf(k, fd), [4, 5], 'its records are moved');
   t.equal(desc(k, fd).refs, 2, 'its reference is dropped');
-  t.same(k.remotesView(), [{ handle: '0x100000000000001', common: false, fd, owner: 1, mode: 'pc', area_size: 64, sections: [] }]);
+  t.same(k.remotes.view(), [{ handle: '0x100000000000001', common: false, fd, owner: 1, mode: 'pc', area_size: 64, sections: [] }]);
 });
 
 t.test('kcov_remote_start in task context: nested start ignored; own kcov ignored; stop without start a no-op', async (t) => {
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { handles: [USB1, USB2] });
-  k.enterThreadSection(2, { handle: USB1 });
-  k.enterThreadSection(2, { handle: USB2 }); // WARN_ON(in_task() && kcov_mode_enabled(mode))
-  t.equal(k.getThread(2).section!.remote, '0x100000000000001', 'the outer section stays');
+  k.remotes.enterThreadSection(2, { handle: USB1 });
+  k.remotes.enterThreadSection(2, { handle: USB2 }); // WARN_ON(in_task() && kcov_mode_enabled(mode))
+  t.equal(k.findThread(2).section!.remote, '0x100000000000001', 'the outer section stays');
   k.eventsJson(2, { pcs: [1] });
-  k.leaveThreadSection(2);
+  k.remotes.leaveThreadSection(2);
   t.same(pcsOf(k, fd), [1]);
-  k.leaveThreadSection(2);
+  k.remotes.leaveThreadSection(2);
   t.equal(desc(k, fd).refs, 2, 'a second stop changes nothing');
   // A task with its own KCOV_ENABLE: the start is ignored, its events stay its own.
   const own = initFd(k, 3, 16);
   k.ioctl(own, 'KCOV_ENABLE', 3, 0);
-  k.enterThreadSection(3, { handle: USB1 });
-  t.equal(k.getThread(3).section, null);
+  k.remotes.enterThreadSection(3, { handle: USB1 });
+  t.equal(k.findThread(3).section, null);
   k.eventsJson(3, { pcs: [9] });
   t.same(pcsOf(k, own), [9]);
   // The enabling task (mode REMOTE) cannot run a section either.
-  k.enterThreadSection(1, { handle: USB1 });
-  t.equal(k.getThread(1).section, null);
+  k.remotes.enterThreadSection(1, { handle: USB1 });
+  t.equal(k.findThread(1).section, null);
 });
 
 t.test('kcov_remote_start: an unregistered handle makes the section a no-op; an invalid one is EINVAL', async (t) => {
   const k = kernel();
-  k.enterThreadSection(2, { handle: USB1 });
-  t.equal(k.getThread(2).section, null);
+  k.remotes.enterThreadSection(2, { handle: USB1 });
+  t.equal(k.findThread(2).section, null);
   t.equal(k.eventsJson(2, { pcs: [1] }).ignored, 1);
   const r = section(k, USB1, 2, [1, 2]);
   t.same(r, { accepted: 0, dropped: 0, ignored: 2, count: null }, 'no moved field: no section ran');
-  const rs = k.oneShotSection(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [1] }));
+  const rs = k.remotes.oneShot(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [1] }));
   t.equal(rs.ignored, 1);
   t.equal(k.cpus[0]!.area, null, 'no per-CPU area allocated for nothing');
-  t.equal(errnoOf(() => k.enterThreadSection(2, { handle: '0x0200000000000001' })), 'EINVAL', 'kcov_remote_start WARNs: subsystem 2');
-  t.equal(errnoOf(() => k.enterThreadSection(2, { handle: '0x0000000100000000' })), 'EINVAL', 'bytes 4..6 set');
-  t.equal(errnoOf(() => k.enterThreadSection(2, { subsystem: 0, id: 1 })), 'EINVAL', 'not a Linux remote');
-  t.equal(errnoOf(() => k.enterThreadSection(2, { handle: '0x0' })), null, 'COMMON 0 is zero_valid for kcov_remote_start');
+  t.equal(errnoOf(() => k.remotes.enterThreadSection(2, { handle: '0x0200000000000001' })), 'EINVAL', 'kcov_remote_start WARNs: subsystem 2');
+  t.equal(errnoOf(() => k.remotes.enterThreadSection(2, { handle: '0x0000000100000000' })), 'EINVAL', 'bytes 4..6 set');
+  t.equal(errnoOf(() => k.remotes.enterThreadSection(2, { subsystem: 0, id: 1 })), 'EINVAL', 'not a Linux remote');
+  t.equal(errnoOf(() => k.remotes.enterThreadSection(2, { handle: '0x0' })), null, 'COMMON 0 is zero_valid for kcov_remote_start');
 });
 
 t.test('kcov_remote_start: area_size 0 means no section (vmalloc(0) is NULL); hardirq context is a no-op', async (t) => {
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { handles: [USB1], area_size: 0 });
-  k.enterThreadSection(2, { handle: USB1 });
-  t.equal(k.getThread(2).section, null);
+  k.remotes.enterThreadSection(2, { handle: USB1 });
+  t.equal(k.findThread(2).section, null);
   t.equal(desc(k, fd).refs, 2, 'kcov_put after the failed allocation');
-  const r = k.oneShotSection(USB1, { context: 'interrupt', cpu: 0 }, () => decode({ pcs: [1] }));
+  const r = k.remotes.oneShot(USB1, { context: 'interrupt', cpu: 0 }, () => decode({ pcs: [1] }));
   t.equal(r.ignored, 1, '!in_task() && !in_softirq_really(): return');
 });
 
@@ -368,16 +371,16 @@ t.test('kcov_remote_softirq_start/stop: the interrupted task\'s own tracing is s
   const own = initFd(k, 5, 16);
   k.ioctl(own, 'KCOV_ENABLE', 5, 0);
   k.eventsJson(5, { pcs: [100] });
-  const th = k.getThread(5);
+  const th = k.findThread(5);
   const trace = th.trace;
-  const r = k.oneShotSection(USB1, { context: 'softirq', cpu: 1, tid: 5 }, () => decode({ pcs: [1, 2] }));
+  const r = k.remotes.oneShot(USB1, { context: 'softirq', cpu: 1, tid: 5 }, () => decode({ pcs: [1, 2] }));
   t.equal(r.moved, 2);
   t.same(pcsOf(k, remote), [1, 2], 'softirq records go to the remote descriptor');
   t.same(pcsOf(k, own), [100], 'not to the interrupted task\'s');
   t.equal(th.kcov, desc(k, own), 't->kcov restored');
   t.equal(th.trace, trace, 'its area restored');
-  t.equal(th.data.kcovMode, 'TRACE_PC');
-  t.equal(th.data.kcovSoftirq, false);
+  t.equal(th.kcovMode, 'TRACE_PC');
+  t.equal(th.kcovSoftirq, false);
   k.eventsJson(5, { pcs: [101] });
   t.same(pcsOf(k, own), [100, 101], 'and it keeps tracing');
   t.equal(k.cpus[1]!.area!.words, 64, 'per-CPU area of kernel.cpuAreaWords');
@@ -390,12 +393,12 @@ t.test('softirq section interrupting a task inside its own remote section', asyn
   const k = kernel({ cpuAreaWords: 64 });
   const a = remoteFd(k, 1, 16, { handles: [USB1] });
   const b = remoteFd(k, 2, 16, { handles: [USB2] });
-  k.enterThreadSection(5, { handle: USB1 });
+  k.remotes.enterThreadSection(5, { handle: USB1 });
   k.eventsJson(5, { pcs: [1] });
-  k.oneShotSection(USB2, { context: 'softirq', cpu: 0, tid: 5 }, () => decode({ pcs: [2] }));
-  t.equal(k.getThread(5).section!.remote, '0x100000000000001', 'task section still open');
+  k.remotes.oneShot(USB2, { context: 'softirq', cpu: 0, tid: 5 }, () => decode({ pcs: [2] }));
+  t.equal(k.findThread(5).section!.remote, '0x100000000000001', 'task section still open');
   k.eventsJson(5, { pcs: [3] });
-  k.leaveThreadSection(5);
+  k.remotes.leaveThreadSection(5);
   t.same(pcsOf(k, a), [1, 3]);
   t.same(pcsOf(k, b), [2]);
 });
@@ -403,9 +406,9 @@ t.test('softirq section interrupting a task inside its own remote section', asyn
 t.test('softirq area: CONFIG_KCOV_IRQ_AREA_SIZE words by default, count reset at each start', async (t) => {
   const k = kernel();
   remoteFd(k, 1, 16, { handles: [USB1] });
-  k.oneShotSection(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [1, 2, 3] }));
+  k.remotes.oneShot(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [1, 2, 3] }));
   t.equal(k.cpus[0]!.area!.words, KCOV_IRQ_AREA_SIZE);
-  const r = k.oneShotSection(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [4] }));
+  const r = k.remotes.oneShot(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [4] }));
   t.equal(r.count, 1, '*(u64 *)area = 0 at start');
 });
 
@@ -413,11 +416,11 @@ t.test('remote areas are charged to KCOV_MEMORY_LIMIT: ENOMEM changes nothing; k
   const k = kernel({ memoryLimit: 4096, cpuAreaWords: 1024 });
   const fd = remoteFd(k, 1, 16, { handles: [USB1], area_size: 1024 }); // 8 KiB > limit
   const d = desc(k, fd);
-  t.equal(errnoOf(() => k.enterThreadSection(2, { handle: USB1 })), 'ENOMEM');
-  t.equal(k.getThread(2).section, null);
-  t.equal(k.getThread(2).data.kcovMode ?? 'DISABLED', 'DISABLED');
+  t.equal(errnoOf(() => k.remotes.enterThreadSection(2, { handle: USB1 })), 'ENOMEM');
+  t.equal(k.findThread(2).section, null);
+  t.equal(k.findThread(2).kcovMode, 'DISABLED');
   t.equal(d.refs, 2, 'the section\'s reference is given back');
-  t.equal(errnoOf(() => k.oneShotSection(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [1] }))), 'ENOMEM', 'per-CPU area too');
+  t.equal(errnoOf(() => k.remotes.oneShot(USB1, { context: 'softirq', cpu: 0 }, () => decode({ pcs: [1] }))), 'ENOMEM', 'per-CPU area too');
   t.equal(d.refs, 2);
   t.equal(k.cpus[0]!.section, null);
 
@@ -427,16 +430,16 @@ t.test('remote areas are charged to KCOV_MEMORY_LIMIT: ENOMEM changes nothing; k
   const used = k2.memory;
   section(k2, USB1, 3, [2]);
   t.equal(k2.memory, used, 'the pooled area is reused, not allocated again');
-  k2.enterThreadSection(4, { handle: USB1 });
-  t.equal(errnoOf(() => k2.enterThreadSection(5, { handle: USB1 })), 'ENOMEM', 'a second concurrent area does not fit');
-  k2.leaveThreadSection(4);
+  k2.remotes.enterThreadSection(4, { handle: USB1 });
+  t.equal(errnoOf(() => k2.remotes.enterThreadSection(5, { handle: USB1 })), 'ENOMEM', 'a second concurrent area does not fit');
+  k2.remotes.leaveThreadSection(4);
 });
 
 t.test('GET /remotes view: handles with fd, mode, area_size and open sections', async (t) => {
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { trace_mode: 'cmp', area_size: 12, handles: [USB1], common_handle: COMMON });
-  k.enterThreadSection(7, { handle: COMMON });
-  const v = k.remotesView();
+  k.remotes.enterThreadSection(7, { handle: COMMON });
+  const v = k.remotes.view();
   t.same(v, [
     { handle: '0x100000000000001', common: false, fd, owner: 1, mode: 'cmp', area_size: 12, sections: [] },
     { handle: '0x2a', common: true, fd, owner: 1, mode: 'cmp', area_size: 12, sections: [{ context: 'task', tid: 7 }] },
@@ -508,9 +511,9 @@ t.test('KCOV_RESET_TRACE on a remote descriptor: only the enabling task, and it 
   const k = kernel();
   const fd = remoteFd(k, 1, 16, { handles: [USB1] });
   section(k, USB1, 2, [1, 2]);
-  k.enterThreadSection(2, { handle: USB1 });
+  k.remotes.enterThreadSection(2, { handle: USB1 });
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 2, 0)), 'EINVAL', 'a task inside a section: current->kcov == kcov but kcov->t != t');
-  k.leaveThreadSection(2);
+  k.remotes.leaveThreadSection(2);
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 3, 0)), 'EINVAL', 'an unrelated task');
   t.equal(errnoOf(() => k.ioctl(fd, 'KCOV_RESET_TRACE', 1, 0)), null, 'the enabling task');
   t.equal(desc(k, fd).area!.count, 0);

@@ -1,8 +1,8 @@
 /**
  * Linux remote coverage: KCOV_REMOTE_ENABLE, kcov_remote_start/stop and
- * kcov_move_area of kernel/kcov.c (linux-next), on top of linux.ts.
+ * kcov_move_area of kernel/kcov.c (linux-next), on top of shared.ts.
  *
- * The remote registry is kernel.remotes, keyed by the canonical handle hex
+ * The remote registry is LinuxState.remotes (kcov_remote_map), keyed by the canonical handle hex
  * (formatU64: lowercase, no zero padding). An entry is a LinuxRemote. A
  * section holds a reference on its descriptor (kcov_get in kcov_remote_start,
  * kcov_put in kcov_remote_stop) and the descriptor's sequence at start: a
@@ -23,17 +23,16 @@
  *  - context=interrupt (hardirq) is a no-op: kcov_remote_start returns early
  *    when `!in_task() && !in_softirq_really()`.
  */
-import { Area, type TraceMode } from '../area.js';
-import { objectArg } from '../args.js';
-import type { Command, Dialect, RemoteSpec, SectionLeave, SectionSite } from '../dialect.js';
-import { fail } from '../errno.js';
-import type { Cpu, Kernel } from '../kernel.js';
-import type { Section, Thread, TraceTarget } from '../model.js';
-import { formatU64, parseU64 } from '../u64.js';
+import type { Area, TraceMode } from '../../area.js';
+import { objectArg } from '../../args.js';
+import type { Command, RemoteSpec, SectionLeave, SectionSite } from '../../dialect.js';
+import { fail } from '../../errno.js';
+import type { Cpu, TraceTarget } from '../../model.js';
+import { formatU64, parseU64 } from '../../u64.js';
 import {
-  LINUX_COMMANDS, LINUX_MODES, checkEnable, getMode, kcovDisable, kcovPut, kcovStart, kcovStop, linux, setLinuxRemoteHooks, taskMode,
-  type LinuxDescriptor, type LinuxTaskMode,
-} from './linux.js';
+  LINUX_MODES, checkEnable, getMode, kcovDisable, kcovPut, kcovStart, kcovStop,
+  type LinuxDescriptor, type LinuxKernel, type LinuxSection, type LinuxTaskMode, type LinuxThread, type LinuxTypes, type SavedTask,
+} from './shared.js';
 
 /** KCOV_REMOTE_MAX_HANDLES */
 export const KCOV_REMOTE_MAX_HANDLES = 0x100;
@@ -45,66 +44,19 @@ export const KCOV_SUBSYSTEM_USB = 0x01;
 /** LONG_MAX / sizeof(unsigned long) = 0x0fffffffffffffff, as its high half. */
 const AREA_SIZE_MAX_HI = 0x0fffffff;
 
-/** One registered handle: struct kcov_remote. */
-export interface LinuxRemote {
-  /** [I] canonical hex of the handle. */
-  readonly handle: string;
-  /** [I] the descriptor that registered it (remote->kcov). */
-  readonly d: LinuxDescriptor;
-  /** [I] registered as KCOV_REMOTE_ENABLE's common_handle, not from handles[]. */
-  readonly common: boolean;
-}
-
-/** What a section needs at stop: the kernel keeps it in task_struct / kcov_percpu_data. */
-interface SectionData {
-  readonly d: LinuxDescriptor;
-  readonly area: Area;
-  /** t->kcov_sequence at start. */
-  readonly sequence: number;
-  /** softirq: the interrupted thread, and its state saved by kcov_remote_softirq_start. */
-  readonly thread: Thread | null;
-  readonly saved: SavedTask | null;
-}
-
-interface SavedTask {
-  readonly kcov: Thread['kcov'];
-  readonly trace: TraceTarget | null;
-  readonly mode: LinuxTaskMode;
-  readonly sequence: unknown;
-}
-
-/** kcov_remote_areas: free task-context section areas, by exact size (never freed, as in the kernel). */
-const pools = new WeakMap<Kernel, Map<number, Area[]>>();
-
-function pool(kernel: Kernel): Map<number, Area[]> {
-  let p = pools.get(kernel);
-  if (p === undefined) {
-    p = new Map();
-    pools.set(kernel, p);
-  }
-  return p;
-}
-
 /** kcov_remote_area_get, falling back to vmalloc (here: the budget, ENOMEM). */
-function remoteAreaGet(kernel: Kernel, words: number): Area {
-  const free = pool(kernel).get(words);
+function remoteAreaGet(kernel: LinuxKernel, words: number): Area {
+  const free = kernel.state.pool.get(words);
   if (free !== undefined && free.length > 0) return free.pop()!;
-  return kernel.allocArea(words, `remote section area (${words} words)`);
+  return kernel.allocArea(words, `remote section area (${words} words)`, 'sections');
 }
 
 /** kcov_remote_area_put */
-function remoteAreaPut(kernel: Kernel, area: Area): void {
-  const p = pool(kernel);
+function remoteAreaPut(kernel: LinuxKernel, area: Area): void {
+  const p = kernel.state.pool;
   const list = p.get(area.words);
   if (list === undefined) p.set(area.words, [area]);
   else list.push(area);
-}
-
-/** Words of free pooled areas (for the views). */
-export function pooledWords(kernel: Kernel): number {
-  let n = 0;
-  for (const [words, list] of pool(kernel)) n += words * list.length;
-  return n;
 }
 
 /**
@@ -124,29 +76,15 @@ export function kcovCheckHandle(lo: number, hi: number, commonValid: boolean, un
   }
 }
 
-function remoteOf(kernel: Kernel, key: string): LinuxRemote | undefined {
-  return kernel.remotes.get(key) as LinuxRemote | undefined;
-}
-
 /** kcov_remote_add: EEXIST when any descriptor already registered the handle. */
-function remoteAdd(kernel: Kernel, d: LinuxDescriptor, key: string, common: boolean): void {
-  const other = remoteOf(kernel, key);
+function remoteAdd(kernel: LinuxKernel, d: LinuxDescriptor, key: string, common: boolean): void {
+  const other = kernel.state.remotes.get(key);
   if (other !== undefined) {
     fail('EEXIST', `KCOV_REMOTE_ENABLE: handle ${key} is already registered by fd ${other.d.fd}`);
   }
-  const r: LinuxRemote = { handle: key, d, common };
-  kernel.remotes.set(key, r);
+  kernel.state.remotes.set(key, { handle: key, d, common });
   if (common) d.commonHandle = key;
   else d.handles.push(key);
-}
-
-/** kcov_remote_reset: drop every handle `d` registered (kcov_reset itself stays in linux.ts). */
-function remoteReset(kernel: Kernel, d: LinuxDescriptor): void {
-  for (const [key, r] of kernel.remotes) {
-    if ((r as LinuxRemote).d === d) kernel.remotes.delete(key);
-  }
-  d.handles = [];
-  d.commonHandle = null;
 }
 
 /** kcov_mode_enabled */
@@ -200,13 +138,13 @@ function decodeRemoteArg(raw: unknown): RemoteArg {
   return { traceMode: tm, areaSize: u64Field(arg, 'area_size'), handles, commonHandle: u64Field(arg, 'common_handle') };
 }
 
-export const KCOV_REMOTE_ENABLE: Command = {
+export const KCOV_REMOTE_ENABLE: Command<LinuxTypes> = {
   name: 'KCOV_REMOTE_ENABLE',
   nr: 0x40186366,
   argDoc: '{"trace_mode": 0|1|"pc"|"cmp", "area_size": words, "handles": ["0x0100000000000001"], "common_handle": "0x2a"}',
   run(ctx) {
     const { kernel } = ctx;
-    const d = ctx.d as LinuxDescriptor;
+    const d = ctx.d;
     const t = ctx.thread;
     const arg = decodeRemoteArg(ctx.arg);
     // kcov_ioctl_locked, case KCOV_REMOTE_ENABLE, in order.
@@ -261,7 +199,7 @@ export const KCOV_REMOTE_ENABLE: Command = {
 };
 
 /** The canonical key of a handle from a path segment or {handle}; EINVAL for what kcov_remote_start WARNs on. */
-function remoteKey(_kernel: Kernel, spec: RemoteSpec): string {
+export function remoteKey(_kernel: LinuxKernel, spec: RemoteSpec): string {
   let v: unknown = spec;
   if (typeof spec === 'object' && spec !== null) {
     if (spec.handle === undefined) fail('EINVAL', 'a Linux remote is a handle ({"handle": "0x..."}), not a (subsystem, id) pair');
@@ -285,14 +223,14 @@ function taskModeOf(d: LinuxDescriptor): LinuxTaskMode {
 }
 
 /** kcov_remote_start(handle) */
-function enterSection(kernel: Kernel, site: SectionSite, key: string): void {
+export function enterSection(kernel: LinuxKernel, site: SectionSite<LinuxTypes>, key: string): void {
   // kcov_remote_start: `if (!in_task() && !in_softirq_really()) return;` (hardirq).
   if (site.context === 'interrupt') return;
   if (site.context === 'task') {
     const t = site.thread;
     // WARN_ON(in_task() && kcov_mode_enabled(mode)): nested start, or a task with its own kcov.
-    if (modeEnabled(taskMode(t))) return;
-    const r = remoteOf(kernel, key);
+    if (modeEnabled(t.kcovMode)) return;
+    const r = kernel.state.remotes.get(key);
     if (r === undefined) return;
     const d = r.d;
     if (d.remoteSize === 0) return; // vmalloc(0) is NULL: no section
@@ -308,16 +246,15 @@ function enterSection(kernel: Kernel, site: SectionSite, key: string): void {
     const target: TraceTarget = { area, mode: traceMode(d) };
     const sequence = d.sequence;
     kcovStart(t, d, target, taskModeOf(d));
-    const data: SectionData = { d, area, sequence, thread: t, saved: null };
-    t.section = { remote: key, context: 'task', target, data };
+    t.section = { remote: key, context: 'task', target, d, area, sequence, thread: t, saved: null };
     return;
   }
   // softirq: the per-CPU area; the interrupted task's own state is saved.
   const cpu = site.cpu;
   const t = site.thread;
   if (cpu.section !== null) return; // WARN_ON(in_serving_softirq() && t->kcov_softirq)
-  if (t !== null && t.data.kcovSoftirq === true) return;
-  const r = remoteOf(kernel, key);
+  if (t !== null && t.kcovSoftirq) return;
+  const r = kernel.state.remotes.get(key);
   if (r === undefined) return;
   const d = r.d;
   d.refs++;
@@ -333,21 +270,20 @@ function enterSection(kernel: Kernel, site: SectionSite, key: string): void {
   let saved: SavedTask | null = null;
   if (t !== null) {
     // kcov_remote_softirq_start
-    const m = taskMode(t);
+    const m = t.kcovMode;
     if (modeEnabled(m)) {
-      saved = { kcov: t.kcov, trace: t.trace, mode: m, sequence: t.data.sequence };
+      saved = { kcov: t.kcov, trace: t.trace, mode: m, sequence: t.sequence };
       kcovStop(t);
     }
-    t.data.kcovSoftirq = true;
+    t.kcovSoftirq = true;
     kcovStart(t, d, target, taskModeOf(d));
   }
-  const data: SectionData = { d, area, sequence: d.sequence, thread: t, saved };
-  cpu.section = { remote: key, context: 'softirq', target, data };
+  cpu.section = { remote: key, context: 'softirq', target, d, area, sequence: d.sequence, thread: t, saved };
 }
 
 /** kcov_remote_stop() */
-function leaveSection(kernel: Kernel, site: SectionSite): SectionLeave | void {
-  let section: Section | null;
+export function leaveSection(kernel: LinuxKernel, site: SectionSite<LinuxTypes>): SectionLeave | void {
+  let section: LinuxSection | null;
   if (site.context === 'task') {
     section = site.thread.section;
     if (section === null) return; // mode not enabled: nothing to stop
@@ -358,7 +294,7 @@ function leaveSection(kernel: Kernel, site: SectionSite): SectionLeave | void {
     if (section === null) return;
     softirqStop(site.cpu, section);
   }
-  const data = section.data as SectionData;
+  const data = section;
   const count = data.area.count;
   const d = data.d;
   let moved: number | null = null;
@@ -372,19 +308,18 @@ function leaveSection(kernel: Kernel, site: SectionSite): SectionLeave | void {
 }
 
 /** kcov_stop of the softirq section, then kcov_remote_softirq_stop: the interrupted task gets its state back. */
-function softirqStop(cpu: Cpu, section: Section): void {
-  const data = section.data as SectionData;
-  const t = data.thread;
+function softirqStop(cpu: Cpu<LinuxTypes>, section: LinuxSection): void {
+  const t = section.thread;
   cpu.section = null;
   if (t === null) return;
   kcovStop(t);
-  t.data.kcovSoftirq = false;
-  const s = data.saved;
+  t.kcovSoftirq = false;
+  const s = section.saved;
   if (s !== null) {
     t.kcov = s.kcov;
     t.trace = s.trace;
-    t.data.kcovMode = s.mode;
-    t.data.sequence = s.sequence;
+    t.kcovMode = s.mode;
+    t.sequence = s.sequence;
   }
 }
 
@@ -413,21 +348,17 @@ export function kcovMoveArea(mode: TraceMode, dst: Area, src: Area): number {
 }
 
 /** GET /remotes: each handle with its descriptor and the sections open on it. */
-function remotesView(kernel: Kernel): unknown[] {
+export function remotesView(kernel: LinuxKernel): unknown[] {
   const open: { remote: string; d: LinuxDescriptor; where: Record<string, unknown> }[] = [];
   for (const t of kernel.threads.values()) {
     const s = t.section;
-    if (s !== null) open.push({ remote: s.remote, d: (s.data as SectionData).d, where: { context: s.context, tid: t.tid } });
+    if (s !== null) open.push({ remote: s.remote, d: s.d, where: { context: s.context, tid: t.tid } });
   }
   for (const c of kernel.cpus) {
     const s = c.section;
-    if (s !== null) {
-      const data = s.data as SectionData;
-      open.push({ remote: s.remote, d: data.d, where: { context: s.context, cpu: c.id, tid: data.thread?.tid ?? null } });
-    }
+    if (s !== null) open.push({ remote: s.remote, d: s.d, where: { context: s.context, cpu: c.id, tid: s.thread?.tid ?? null } });
   }
-  return [...kernel.remotes.values()].map((v) => {
-    const r = v as LinuxRemote;
+  return [...kernel.state.remotes.values()].map((r) => {
     return {
       handle: r.handle,
       common: r.common,
@@ -440,29 +371,7 @@ function remotesView(kernel: Kernel): unknown[] {
   });
 }
 
-setLinuxRemoteHooks({ reset: remoteReset });
-
-const COMMANDS: Command[] = [];
-for (const c of LINUX_COMMANDS) {
-  COMMANDS.push(c);
-  if (c.name === 'KCOV_DISABLE') COMMANDS.push(KCOV_REMOTE_ENABLE);
+/** A thread that exits inside a section leaves it first (see the header). */
+export function leaveOnExit(kernel: LinuxKernel, t: LinuxThread): void {
+  if (t.section !== null) leaveSection(kernel, { context: 'task', thread: t });
 }
-
-/** The Linux dialect with remote coverage: linux.ts's table plus KCOV_REMOTE_ENABLE and the section hooks. */
-export const linuxRemote: Dialect = {
-  ...linux,
-  commands: COMMANDS,
-  exit(kernel, t) {
-    // A thread that exits inside a section leaves it first (see the header).
-    if (t.section !== null) leaveSection(kernel, { context: 'task', thread: t });
-    linux.exit(kernel, t);
-  },
-  remoteKey,
-  enterSection,
-  leaveSection,
-  remotesView,
-  destroy(kernel) {
-    linux.destroy?.(kernel);
-    pools.delete(kernel);
-  },
-};

@@ -3,10 +3,10 @@
  * Each test names the driver function whose rule it checks.
  */
 import t from 'tap';
-import { Engine } from '../../src/engine/engine.js';
-import { KcovError } from '../../src/engine/errno.js';
-import type { Kernel } from '../../src/engine/kernel.js';
-import { KCOV_MAXENTRIES } from '../../src/engine/dialects/freebsd.js';
+import { Engine } from '../../../src/engine/engine.js';
+import { KcovError } from '../../../src/engine/errno.js';
+import type { Kernel } from '../../../src/engine/kernel.js';
+import { KCOV_MAXENTRIES } from '../../../src/engine/dialects/freebsd.js';
 
 const MAIN = 100;
 const OTHER = 200;
@@ -83,11 +83,11 @@ t.test('kcov_ioctl KIOSETBUFSIZE reads *(u_int *)data: -1 is 0xffffffff, 2^32+2 
 t.test('kcov_alloc: max_entries defaults to KCOV_MAXENTRIES (1 << 24) and can be set above or below it', async (t) => {
   t.equal(KCOV_MAXENTRIES, 16777216);
   const def = kernel();
-  t.same(def.dialect.limits(def), { minEntries: 2, maxEntries: 1 << 24 });
+  t.same(def.limits(), { minEntries: 2, maxEntries: 1 << 24 });
   t.equal(ioctl(def, def.open().fd, 'KIOSETBUFSIZE', MAIN, (1 << 24) + 1), 'EINVAL', 'one past the default');
 
   const above = kernel((1 << 24) + 8, 1 << 30);
-  t.equal(above.dialect.limits(above).maxEntries, (1 << 24) + 8);
+  t.equal(above.limits().maxEntries, (1 << 24) + 8);
   t.equal(ioctl(above, above.open().fd, 'KIOSETBUFSIZE', MAIN, (1 << 24) + 8), 'ok', 'a raised sysctl admits more');
 
   const below = kernel(64);
@@ -151,7 +151,7 @@ t.test('kcov_ioctl KIODISABLE: not RUNNING, or not td_kcov_info of the caller, i
   t.equal(ioctl(k, fd, 'KIODISABLE', MAIN), 'ok');
   t.equal(state(k, fd), 'READY');
   t.equal(k.descriptor(fd).owner, null);
-  t.equal(k.thread(MAIN).kcov, null);
+  t.equal(k.ensureThread(MAIN).kcov, null);
   t.equal(ioctl(k, fd, 'KIODISABLE', MAIN), 'EINVAL', 'twice');
 });
 
@@ -251,7 +251,7 @@ t.test('kcov_thread_dtor: a thread without td_kcov_info changes nothing', async 
   const k = kernel();
   const fd = ready(k);
   t.equal(ioctl(k, fd, 'KIOENABLE', MAIN, 'pc'), 'ok');
-  k.thread(OTHER);
+  k.ensureThread(OTHER);
   k.exitThread(OTHER);
   t.equal(state(k, fd), 'RUNNING');
 });
@@ -283,9 +283,9 @@ t.test('kcov_alloc bufsize and kcov_mmap_single: only entries * 8 that fill whol
 
 t.test('remote coverage does not exist on FreeBSD: EOPNOTSUPP', async (t) => {
   const k = kernel();
-  t.equal(errnoOf(() => k.registerRemote('0:1')), 'EOPNOTSUPP');
-  t.equal(errnoOf(() => k.enterThreadSection(MAIN, '0:1')), 'EOPNOTSUPP');
-  t.same(k.remotesView(), []);
+  t.equal(errnoOf(() => k.remotes.register('0:1')), 'EOPNOTSUPP');
+  t.equal(errnoOf(() => k.remotes.enterThreadSection(MAIN, '0:1')), 'EOPNOTSUPP');
+  t.same(k.remotes.view(), []);
 });
 
 t.test('deleting the kernel frees RUNNING, DYING and READY buffers (ATF kcov_enable_no_disable_no_close)', async (t) => {

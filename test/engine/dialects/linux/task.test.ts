@@ -3,12 +3,17 @@
  * of kcov_ioctl / kcov_ioctl_locked, kcov_close, kcov_task_exit.
  */
 import t from 'tap';
-import { Engine } from '../../src/engine/engine.js';
-import type { Kernel } from '../../src/engine/kernel.js';
-import { errnoOf } from '../helpers.js';
+import { Engine } from '../../../../src/engine/engine.js';
+import type { Kernel as AnyKernel } from '../../../../src/engine/kernel.js';
+import { linux, type LinuxTypes } from '../../../../src/engine/dialects/linux/index.js';
+import { errnoOf, invariantsAfterEach, typedKernel } from '../../../helpers.js';
+
+type Kernel = AnyKernel<LinuxTypes>;
+
+const checked = invariantsAfterEach(t);
 
 function kernel(memoryLimit = 1 << 30): Kernel {
-  return new Engine({ dialect: 'linux', ncpus: 2, memoryLimit }).kernel('default');
+  return typedKernel(checked(new Engine({ dialect: 'linux', ncpus: 2, memoryLimit })).kernel('default'), linux);
 }
 
 function pcs(k: Kernel, tid: number, ...v: number[]) {
@@ -60,7 +65,7 @@ t.test('KCOV_ENABLE errno paths in kcov_ioctl_locked order', async (t) => {
   // kcov_get_mode: neither KCOV_TRACE_PC nor KCOV_TRACE_CMP
   t.equal(errnoOf(() => k.ioctl(d.fd, 'KCOV_ENABLE', 1, 2)), 'EINVAL', 'mode 2');
   t.equal(d.state, 'INIT', 'a bad mode binds nothing');
-  t.equal(k.thread(1).kcov, null);
+  t.equal(k.ensureThread(1).kcov, null);
   k.ioctl(d.fd, 'KCOV_ENABLE', 1, 0);
   t.equal(d.state, 'TRACE_PC');
   t.equal(d.owner?.tid, 1);
@@ -91,7 +96,7 @@ t.test('KCOV_DISABLE errno paths and the return to INIT', async (t) => {
   k.ioctl(d.fd, 'KCOV_DISABLE', 1, 0);
   t.equal(d.state, 'INIT', 'kcov_reset: back to INIT');
   t.equal(d.owner, null);
-  t.equal(k.thread(1).kcov, null);
+  t.equal(k.ensureThread(1).kcov, null);
   t.equal((d.extra() as { sequence: number }).sequence, seq + 1, 'kcov_reset bumps the sequence');
   k.ioctl(d.fd, 'KCOV_ENABLE', 2, 1);
   t.equal(d.owner?.tid, 2, 'after DISABLE another thread may enable the same fd');
@@ -201,7 +206,7 @@ t.test('kernel teardown releases every byte to the budget', async (t) => {
 
 t.test('a fork child inherits the common handle, not the kcov (kcov_task_init)', async (t) => {
   const k = kernel();
-  const parent = k.thread(1);
+  const parent = k.ensureThread(1);
   parent.handle = [0x2a, 0];
   const { thread: child } = k.createThread(2, undefined, 1);
   t.same(child.handle, [0x2a, 0]);

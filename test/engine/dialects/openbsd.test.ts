@@ -3,16 +3,20 @@
  * names the driver function whose rule it checks.
  */
 import t from 'tap';
-import { Engine } from '../../src/engine/engine.js';
-import { KcovError, WouldBlock } from '../../src/engine/errno.js';
-import { KCOV_BUF_MAX_NMEMB, type ObsdDescriptor } from '../../src/engine/dialects/openbsd.js';
-import type { Kernel } from '../../src/engine/kernel.js';
-import type { Segment } from '../../src/engine/events.js';
-import { errnoOf } from '../helpers.js';
+import { Engine } from '../../../src/engine/engine.js';
+import { KcovError, WouldBlock } from '../../../src/engine/errno.js';
+import { KCOV_BUF_MAX_NMEMB, openbsd, type ObsdDescriptor, type ObsdTypes } from '../../../src/engine/dialects/openbsd.js';
+import type { Kernel as AnyKernel } from '../../../src/engine/kernel.js';
+import type { Segment } from '../../../src/engine/events.js';
+import { errnoOf, invariantsAfterEach, typedKernel } from '../../helpers.js';
+
+type Kernel = AnyKernel<ObsdTypes>;
+
+const checked = invariantsAfterEach(t);
 
 function setup(opts: { maxEntries?: number; memoryLimit?: number; cpuAreaWords?: number } = {}): { e: Engine; k: Kernel } {
-  const e = new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: opts.memoryLimit ?? 64 * 1024 * 1024, cpuAreaWords: opts.cpuAreaWords });
-  const k = e.createKernel({ name: 'obsd', dialect: 'openbsd', maxEntries: opts.maxEntries });
+  const e = checked(new Engine({ dialect: 'linux', ncpus: 2, memoryLimit: opts.memoryLimit ?? 64 * 1024 * 1024, cpuAreaWords: opts.cpuAreaWords }));
+  const k = typedKernel(e.createKernel({ name: 'obsd', dialect: 'openbsd', maxEntries: opts.maxEntries }), openbsd);
   return { e, k };
 }
 
@@ -84,7 +88,7 @@ t.test('OpenBSD kcov.c kd_init: KIOSETBUFSIZE errno order and limits', async (t)
 
 t.test('OpenBSD kcov.c kd_init: a kernel max_entries lowers the limit; km_alloc failure is ENOMEM', async (t) => {
   const { k } = setup({ maxEntries: 100 });
-  t.same(k.dialect.limits(k), { minEntries: 1, maxEntries: 100 });
+  t.same(k.limits(), { minEntries: 1, maxEntries: 100 });
   const fd = k.open().fd;
   t.equal(errnoOf(() => k.ioctl(fd, 'KIOSETBUFSIZE', 1, 101)), 'EINVAL');
   t.equal(k.ioctl(fd, 'KIOSETBUFSIZE', 1, 100).ret, 0);
@@ -113,7 +117,7 @@ t.test('OpenBSD kcov.c kcovioctl KIOENABLE: EBUSY before ENXIO before EINVAL', a
   k.ioctl(b, 'KIOENABLE', 2, 'cmp');
   t.equal(kd(k, b).mode, 'cmp', '"cmp" is KCOV_MODE_TRACE_CMP');
   t.equal(kd(k, b).owner?.tid, 2, 'p->p_kd = kd');
-  t.equal(k.thread(2).kcov?.fd, b);
+  t.equal(k.ensureThread(2).kcov?.fd, b);
 });
 
 t.test('OpenBSD kcov.c kcovioctl KIODISABLE: EPERM before ENXIO; only the enabled thread', async (t) => {
@@ -126,7 +130,7 @@ t.test('OpenBSD kcov.c kcovioctl KIODISABLE: EPERM before ENXIO; only the enable
   t.equal(k.ioctl(a, 'KIODISABLE', 1, undefined).ret, 0);
   t.equal(kd(k, a).state, 'READY');
   t.equal(kd(k, a).mode, null, 'KCOV_MODE_NONE');
-  t.equal(k.thread(1).kcov, null, 'p_kd cleared');
+  t.equal(k.ensureThread(1).kcov, null, 'p_kd cleared');
   t.equal(errnoOf(() => k.ioctl(a, 'KIODISABLE', 1, undefined)), 'EPERM', 'twice: p_kd is gone, so EPERM again');
   const r = ready(k, 16, 3);
   k.ioctl(r, 'KIOREMOTEATTACH', 3, { subsystem: 0 });
@@ -179,7 +183,7 @@ t.test('OpenBSD kcov.c kcovclose: closing while a thread traces makes it DYING, 
   k.close(fd);
   t.equal(errnoOf(() => k.descriptor(fd)), 'EBADF', 'the fd is gone (removed from kd_list)');
   t.equal(errnoOf(() => k.close(fd)), 'EBADF', 'closing it again: EBADF (regress test_dying)');
-  const dying = k.thread(1).kcov as ObsdDescriptor;
+  const dying = k.ensureThread(1).kcov as ObsdDescriptor;
   t.equal(dying.state, 'DYING');
   t.equal(dying.mode, null, 'kd_mode NONE: tracing stops at once');
   t.equal(pcs(k, 1, 4).ignored, 1, 'events of the owner are no longer traced');
@@ -205,7 +209,7 @@ t.test('OpenBSD kcov.c kcov_exit: thread exit returns an enabled descriptor to R
   const { k } = setup();
   const fd = ready(k, 64);
   k.createThread(2, 2, 1);
-  t.equal(k.thread(2).kcov, null, 'fork: the child has no p_kd');
+  t.equal(k.ensureThread(2).kcov, null, 'fork: the child has no p_kd');
   k.ioctl(fd, 'KIOENABLE', 2, 'pc');
   pcs(k, 2, 1, 2);
   k.exitThread(2);
@@ -226,7 +230,7 @@ t.test('OpenBSD kcov.c kcovioctl KIODISABLE: p->p_kd = NULL is unconditional', a
   k.ioctl(r, 'KIOREMOTEATTACH', 5, { subsystem: 0 });
   k.ioctl(r, 'KIOENABLE', 5, 'pc');
   k.ioctl(r, 'KIODISABLE', 1, undefined);
-  t.equal(k.thread(1).kcov, null, 'thread 1 no longer traces into its own fd');
+  t.equal(k.ensureThread(1).kcov, null, 'thread 1 no longer traces into its own fd');
   t.equal(kd(k, own).state, 'TRACE', 'which stays TRACE');
   t.equal(pcs(k, 1, 1).ignored, 1);
   t.equal(errnoOf(() => k.ioctl(own, 'KIODISABLE', 1, undefined)), 'EPERM', 'and cannot be disabled any more');
@@ -242,7 +246,7 @@ t.test('OpenBSD kcov.c kcov_remote_attach: errno order and the per-process key',
   t.equal(errnoOf(() => k.ioctl(a, 'KIOREMOTEATTACH', 1, { subsystem: 1, id: 0 })), 'EINVAL', 'only KCOV_REMOTE_COMMON');
   t.equal(errnoOf(() => k.ioctl(a, 'KIOREMOTEATTACH', 1, null)), 'EFAULT', 'NULL struct pointer');
   t.equal(errnoOf(() => k.ioctl(a, 'KIOREMOTEATTACH', 1, 3)), 'EFAULT', 'not a struct');
-  t.equal(k.remotes.size, 0, 'nothing registered by the failures');
+  t.equal(k.remotes.count, 0, 'nothing registered by the failures');
   k.ioctl(a, 'KIOREMOTEATTACH', 1, { subsystem: 0, id: 99 });
   t.equal(kd(k, a).kr?.key, '0:1', 'keyed by (COMMON, process); id ignored');
   t.equal(errnoOf(() => k.ioctl(a, 'KIOREMOTEATTACH', 1, { subsystem: 0 })), 'EBUSY', 'same fd again: the process has one');
@@ -258,17 +262,17 @@ t.test('OpenBSD kcov.c kcov_remote_attach: errno order and the per-process key',
 
 t.test('OpenBSD kcov.c kcov_remote_register_locked: a live registration of the key makes KIOREMOTEATTACH EBUSY', async (t) => {
   const { k } = setup();
-  t.equal(k.registerRemote('0:7'), true, 'kernel side registers (COMMON, 7): kr_state NONE');
-  t.equal(k.registerRemote({ subsystem: 0, id: 7 }), false, 'again: nothing happens');
+  t.equal(k.remotes.register('0:7'), true, 'kernel side registers (COMMON, 7): kr_state NONE');
+  t.equal(k.remotes.register({ subsystem: 0, id: 7 }), false, 'again: nothing happens');
   k.createThread(7, 7);
   const fd = ready(k, 16, 7);
   t.equal(errnoOf(() => k.ioctl(fd, 'KIOREMOTEATTACH', 7, { subsystem: 0 })), 'EBUSY');
-  k.unregisterRemote('0:7');
+  k.remotes.unregister('0:7');
   t.equal(k.ioctl(fd, 'KIOREMOTEATTACH', 7, { subsystem: 0 }).ret, 0, 'free again after kcov_remote_unregister');
-  t.equal(errnoOf(() => k.unregisterRemote('0:8')), 'ENOENT', 'an unknown remote (the kernel ignores it; the API says so)');
-  t.equal(errnoOf(() => k.remoteKey('7')), 'EINVAL', 'not subsystem:id');
-  t.equal(errnoOf(() => k.remoteKey({ handle: '0x1' })), 'EINVAL', 'a Linux handle');
-  t.equal(k.remoteKey('0x10:0x20'), '16:32', 'canonical decimal key');
+  t.equal(errnoOf(() => k.remotes.unregister('0:8')), 'ENOENT', 'an unknown remote (the kernel ignores it; the API says so)');
+  t.equal(errnoOf(() => k.remotes.key('7')), 'EINVAL', 'not subsystem:id');
+  t.equal(errnoOf(() => k.remotes.key({ handle: '0x1' })), 'EINVAL', 'a Linux handle');
+  t.equal(k.remotes.key('0x10:0x20'), '16:32', 'canonical decimal key');
 });
 
 t.test('OpenBSD kcov.c KIOENABLE: with a remote attached the thread is not bound; task sections write into the area', async (t) => {
@@ -277,38 +281,38 @@ t.test('OpenBSD kcov.c KIOENABLE: with a remote attached the thread is not bound
   k.ioctl(fd, 'KIOREMOTEATTACH', 1, { subsystem: 0 });
   k.ioctl(fd, 'KIOENABLE', 1, 'pc');
   t.equal(kd(k, fd).owner, null, '"Remote coverage is mutually exclusive"');
-  t.equal(k.thread(1).kcov, null);
+  t.equal(k.ensureThread(1).kcov, null);
   t.equal(pcs(k, 1, 1, 2).ignored, 2, "the caller's own events are not traced");
   // A taskq thread runs a task queued by process 1.
-  const r = k.oneShotSection('0:1', { context: 'task', tid: 50 }, seg(10, 11, 12));
+  const r = k.remotes.oneShot('0:1', { context: 'task', tid: 50 }, seg(10, 11, 12));
   t.equal(r.accepted, 3);
   t.equal(r.count, 3, 'straight into the attached area');
-  t.equal(k.thread(50).kcov, null, 'kcov_remote_leave cleared p_kd');
-  t.equal((k.remotes.get('0:1') as { nsections: number }).nsections, 0);
-  k.enterThreadSection(51, { subsystem: 0, id: 1 });
-  t.equal(k.thread(51).kcov?.fd, fd, 'kcov_remote_enter: p->p_kd = kr->kr_kd');
+  t.equal(k.ensureThread(50).kcov, null, 'kcov_remote_leave cleared p_kd');
+  t.equal(k.state.remotes.get('0:1')!.nsections, 0);
+  k.remotes.enterThreadSection(51, { subsystem: 0, id: 1 });
+  t.equal(k.ensureThread(51).kcov?.fd, fd, 'kcov_remote_enter: p->p_kd = kr->kr_kd');
   t.equal(errnoOf(() => k.ioctl(ready(k, 8, 51), 'KIOENABLE', 51, 1)), 'EBUSY', 'a thread in a section has p_kd');
   t.equal(pcs(k, 51, 13).count, 4);
-  k.leaveThreadSection(51);
+  k.remotes.leaveThreadSection(51);
   t.equal(pcs(k, 51, 14).ignored, 1, 'after leave: not traced');
-  t.equal(errnoOf(() => k.oneShotSection('0:1', { context: 'task', tid: 1 }, seg(1))), null);
+  t.equal(errnoOf(() => k.remotes.oneShot('0:1', { context: 'task', tid: 1 }, seg(1))), null);
   const own = ready(k, 8, 60);
   k.ioctl(own, 'KIOENABLE', 60, 'pc');
-  t.equal(errnoOf(() => k.enterThreadSection(60, '0:1')), 'EBUSY', 'KASSERT(p->p_kd == NULL): a tracing thread');
+  t.equal(errnoOf(() => k.remotes.enterThreadSection(60, '0:1')), 'EBUSY', 'KASSERT(p->p_kd == NULL): a tracing thread');
 });
 
 t.test('OpenBSD kcov.c kcov_remote_enter: no section unless the remote is READY and its kd TRACE', async (t) => {
   const { k } = setup();
-  k.registerRemote('5:1');
-  t.equal(k.oneShotSection('5:1', { context: 'task', tid: 9 }, seg(1)).ignored, 1, 'registered, never attached: kr_state NONE');
-  t.equal(k.oneShotSection('0:1', { context: 'task', tid: 9 }, seg(1)).ignored, 1, 'not registered: kr_lookup NULL');
+  k.remotes.register('5:1');
+  t.equal(k.remotes.oneShot('5:1', { context: 'task', tid: 9 }, seg(1)).ignored, 1, 'registered, never attached: kr_state NONE');
+  t.equal(k.remotes.oneShot('0:1', { context: 'task', tid: 9 }, seg(1)).ignored, 1, 'not registered: kr_lookup NULL');
   const fd = ready(k, 16);
   k.ioctl(fd, 'KIOREMOTEATTACH', 1, { subsystem: 0 });
-  t.equal(k.oneShotSection('0:1', { context: 'interrupt', cpu: 0 }, seg(1)).ignored, 1, 'kd READY, not TRACE');
-  t.equal(k.enterThreadSection(9, '0:1').section, null, 'a thread section that did not open');
-  k.leaveThreadSection(9);
+  t.equal(k.remotes.oneShot('0:1', { context: 'interrupt', cpu: 0 }, seg(1)).ignored, 1, 'kd READY, not TRACE');
+  t.equal(k.remotes.enterThreadSection(9, '0:1').section, null, 'a thread section that did not open');
+  k.remotes.leaveThreadSection(9);
   k.ioctl(fd, 'KIOENABLE', 1, 'cmp');
-  const r = k.oneShotSection('0:1', { context: 'interrupt', cpu: 1 }, seg(1, 2));
+  const r = k.remotes.oneShot('0:1', { context: 'interrupt', cpu: 1 }, seg(1, 2));
   t.equal(r.ignored, 2, 'PC records in a CMP section: kd_curproc mode mismatch');
 });
 
@@ -318,19 +322,19 @@ t.test('OpenBSD kcov.c kd_copy/kd_claim: an interrupt section is copied whole or
   k.ioctl(fd, 'KIOREMOTEATTACH', 1, { subsystem: 0 });
   k.ioctl(fd, 'KIOENABLE', 1, 'pc');
   const area = kd(k, fd).area!;
-  let r = k.oneShotSection('0:1', { context: 'interrupt', cpu: 0 }, seg(1, 2, 3));
+  let r = k.remotes.oneShot('0:1', { context: 'interrupt', cpu: 0 }, seg(1, 2, 3));
   t.same([r.accepted, r.dropped, area.count], [3, 0, 3], 'three fit: copied');
   t.equal(k.cpus[0]!.area!.words, 64, 'the CPU has its own area');
   t.equal(k.cpus[0]!.area!.count, 3, 'which keeps its count after leave');
-  r = k.oneShotSection('0:1', { context: 'interrupt', cpu: 0 }, seg(4, 5, 6));
+  r = k.remotes.oneShot('0:1', { context: 'interrupt', cpu: 0 }, seg(4, 5, 6));
   t.same([r.accepted, r.dropped, area.count], [0, 3, 3], '3 more do not fit (1 * (3 + 3) > 5): none copied');
   t.equal(k.cpus[0]!.area!.count, 3, 'the CPU area was reset on enter and held the 3');
-  r = k.oneShotSection('0:1', { context: 'interrupt', cpu: 1 }, seg(4, 5));
+  r = k.remotes.oneShot('0:1', { context: 'interrupt', cpu: 1 }, seg(4, 5));
   t.same([r.accepted, r.dropped, area.count], [2, 0, 5], 'exactly to the boundary (1 * (3 + 2) == 5): copied');
   t.same([area.wordLo(4), area.wordLo(5)], [4, 5], 'records land after the existing ones');
-  r = k.oneShotSection('0:1', { context: 'interrupt', cpu: 1 }, seg(7));
+  r = k.remotes.oneShot('0:1', { context: 'interrupt', cpu: 1 }, seg(7));
   t.same([r.accepted, r.dropped, area.count], [0, 1, 5], 'full: one record is not copied');
-  t.equal((k.remotes.get('0:1') as { nsections: number }).nsections, 0);
+  t.equal(k.state.remotes.get('0:1')!.nsections, 0);
   t.equal(k.cpus[1]!.section, null);
 });
 
@@ -340,9 +344,9 @@ t.test('OpenBSD kcov.c kd_copy: CMP interrupt sections claim stride 4', async (t
   k.ioctl(fd, 'KIOREMOTEATTACH', 1, { subsystem: 0 });
   k.ioctl(fd, 'KIOENABLE', 1, 2);
   const cmp = (n: number) => () => [{ kind: 'cmp' as const, records: n, chunks: [new Uint8Array(n * 32).fill(1)] }];
-  let r = k.oneShotSection('0:1', { context: 'interrupt', cpu: 0 }, cmp(3));
+  let r = k.remotes.oneShot('0:1', { context: 'interrupt', cpu: 0 }, cmp(3));
   t.same([r.accepted, r.dropped, kd(k, fd).area!.count], [0, 3, 0], '4 * (0 + 3) > 8: nothing');
-  r = k.oneShotSection('0:1', { context: 'interrupt', cpu: 0 }, cmp(2));
+  r = k.remotes.oneShot('0:1', { context: 'interrupt', cpu: 0 }, cmp(2));
   t.same([r.accepted, r.dropped, kd(k, fd).area!.count], [2, 0, 2], '4 * (0 + 2) == 8: both');
 });
 
@@ -351,7 +355,7 @@ t.test('OpenBSD kcov.c kcovattach: per-CPU areas are KCOV_BUF_MAX_NMEMB entries 
   const fd = ready(k, 16);
   k.ioctl(fd, 'KIOREMOTEATTACH', 1, { subsystem: 0 });
   k.ioctl(fd, 'KIOENABLE', 1, 'pc');
-  k.oneShotSection('0:1', { context: 'interrupt', cpu: 1 }, seg(1));
+  k.remotes.oneShot('0:1', { context: 'interrupt', cpu: 1 }, seg(1));
   t.equal(k.cpus[1]!.area!.words, KCOV_BUF_MAX_NMEMB);
   t.equal(k.cpus[0]!.area, null, 'allocated on first use');
 });
@@ -361,7 +365,7 @@ t.test('OpenBSD kcov.c kr_barrier: KIODISABLE, close and unregister refuse while
   const fd = ready(k, 16);
   k.ioctl(fd, 'KIOREMOTEATTACH', 1, { subsystem: 0 });
   k.ioctl(fd, 'KIOENABLE', 1, 'pc');
-  k.enterThreadSection(40, '0:1');
+  k.remotes.enterThreadSection(40, '0:1');
   let err: unknown;
   try {
     k.ioctl(fd, 'KIODISABLE', 1, undefined);
@@ -374,10 +378,10 @@ t.test('OpenBSD kcov.c kr_barrier: KIODISABLE, close and unregister refuse while
   t.equal(kd(k, fd).state, 'TRACE', 'nothing changed');
   t.equal(errnoOf(() => k.close(fd)), 'ETIMEDOUT', 'close: kd_free -> kr_free -> kr_barrier');
   t.equal(k.descriptor(fd).fd, fd, 'the fd stays open');
-  t.equal(errnoOf(() => k.unregisterRemote('0:1')), 'ETIMEDOUT', 'kcov_remote_unregister -> kr_free');
-  t.equal(k.remotes.size, 1);
+  t.equal(errnoOf(() => k.remotes.unregister('0:1')), 'ETIMEDOUT', 'kcov_remote_unregister -> kr_free');
+  t.equal(k.remotes.count, 1);
   t.equal(pcs(k, 40, 7).accepted, 1, 'the section still records');
-  k.leaveThreadSection(40);
+  k.remotes.leaveThreadSection(40);
   t.equal(k.ioctl(fd, 'KIODISABLE', 1, undefined).ret, 0, 'after leave: disabled');
 });
 
@@ -388,7 +392,7 @@ t.test('OpenBSD kcov.c kcovclose: a descriptor with a remote attached is freed a
   k.ioctl(fd, 'KIOENABLE', 1, 'pc');
   k.close(fd);
   t.equal(k.memory, 0, 'kd_free, not DYING');
-  t.equal(k.remotes.size, 0, 'kcov_remote_detach -> kr_free: the COMMON remote is gone');
+  t.equal(k.remotes.count, 0, 'kcov_remote_detach -> kr_free: the COMMON remote is gone');
   const again = ready(k, 16);
   t.equal(k.ioctl(again, 'KIOREMOTEATTACH', 1, { subsystem: 0 }).ret, 0, 'the process may attach again');
 });
@@ -397,7 +401,7 @@ t.test('OpenBSD kcov.c kr_free: unregistering an attached remote detaches its de
   const { k } = setup();
   const fd = ready(k, 16);
   k.ioctl(fd, 'KIOREMOTEATTACH', 1, { subsystem: 0 });
-  k.unregisterRemote('0:1');
+  k.remotes.unregister('0:1');
   t.equal(kd(k, fd).kr, null, 'kd_kr = NULL');
   k.ioctl(fd, 'KIOENABLE', 1, 'pc');
   t.equal(kd(k, fd).owner?.tid, 1, 'now KIOENABLE binds the thread');
@@ -408,10 +412,10 @@ t.test('thread exit inside a task section leaves it first (kcov_remote_leave, th
   const fd = ready(k, 16);
   k.ioctl(fd, 'KIOREMOTEATTACH', 1, { subsystem: 0 });
   k.ioctl(fd, 'KIOENABLE', 1, 'pc');
-  k.enterThreadSection(40, '0:1');
+  k.remotes.enterThreadSection(40, '0:1');
   k.exitThread(40);
   t.equal(kd(k, fd).state, 'TRACE', 'the remote descriptor is not disabled by the section thread');
-  t.equal((k.remotes.get('0:1') as { nsections: number }).nsections, 0);
+  t.equal(k.state.remotes.get('0:1')!.nsections, 0);
   t.equal(k.ioctl(fd, 'KIODISABLE', 1, undefined).ret, 0);
 });
 
@@ -434,7 +438,7 @@ t.test('kernel teardown ends open sections first', async (t) => {
   const fd = ready(k, 16);
   k.ioctl(fd, 'KIOREMOTEATTACH', 1, { subsystem: 0 });
   k.ioctl(fd, 'KIOENABLE', 1, 'pc');
-  k.enterThreadSection(40, '0:1');
+  k.remotes.enterThreadSection(40, '0:1');
   e.deleteKernel('obsd');
   t.equal(e.budget.used, 0, 'everything released');
 });
