@@ -105,6 +105,8 @@ t.test('the history is charged to the memory budget and released', async (t) => 
   h.tick();
   t.equal(h.charged, 4 * 16 * 8, 'one more series');
   t.equal(e.budget.used, kernelBytes() + h.charged);
+  t.equal(e.budget.breakdown().other, h.charged, 'in the budget\'s breakdown as other');
+  t.same(e.checkInvariants(), [], 'the invariant checker sees it');
   const k = e.kernel('default');
   k.ioctl(fd, 'KCOV_DISABLE', 1, 0);
   k.close(fd);

@@ -123,8 +123,8 @@ export class CoverageHistory {
     for (const k of this.engine.kernels.values()) {
       this.arm(k);
       const shape = this.shapes.get(k);
-      if (shape === undefined || shape.d !== k.descriptors.size || shape.t !== k.threads.size || shape.r !== k.remotes.size) {
-        this.shapes.set(k, { d: k.descriptors.size, t: k.threads.size, r: k.remotes.size });
+      if (shape === undefined || shape.d !== k.descriptors.size || shape.t !== k.threads.size || shape.r !== k.remotes.count) {
+        this.shapes.set(k, { d: k.descriptors.size, t: k.threads.size, r: k.remotes.count });
         changed = true; // the page's tables change even when no count does
       }
       let total = 0;
@@ -182,7 +182,7 @@ export class CoverageHistory {
     if (kernels.size !== this.shapes.size) return false;
     for (const k of kernels.values()) {
       const s = this.shapes.get(k);
-      if (s === undefined || !this.armed.has(k) || s.d !== k.descriptors.size || s.t !== k.threads.size || s.r !== k.remotes.size) return false;
+      if (s === undefined || !this.armed.has(k) || s.d !== k.descriptors.size || s.t !== k.threads.size || s.r !== k.remotes.count) return false;
     }
     return true;
   }
@@ -234,7 +234,7 @@ export class CoverageHistory {
     const b = this.engine.budget;
     // Checked first: a full budget is the normal case here, not an error to throw per tick.
     if (bytes > b.limit - b.used || this.charged + bytes > this.maxBytes) return false;
-    b.charge(bytes, 'dashboard history');
+    b.charge(bytes, 'dashboard history', 'other');
     this.charged += bytes;
     if (this.times === null) {
       this.times = new Float64Array(this.points);
@@ -244,7 +244,7 @@ export class CoverageHistory {
   }
 
   private release(bytes: number): void {
-    this.engine.budget.release(bytes);
+    this.engine.budget.release(bytes, 'other');
     this.charged -= bytes;
   }
 
