@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { KERNEL_NAME_RE } from '../src/engine/names.js';
+import { DIALECT_NAMES, ERRNO_NAMES, KERNEL_NAME_RE } from '../src/wire/names.js';
 
 /** A 64-bit value: 0x hex (any zero padding), a decimal string, or a safe-integer JSON number. */
 export const U64 = z
@@ -21,12 +21,9 @@ export const KernelName = z
   .regex(KERNEL_NAME_RE)
   .describe('kernel name');
 
-export const Dialect = z.enum(['linux', 'openbsd', 'netbsd', 'freebsd']).describe('kcov ABI of the kernel');
+export const Dialect = z.enum(DIALECT_NAMES).describe('kcov ABI of the kernel');
 
-export const ErrnoName = z.enum([
-  'EPERM', 'ENOENT', 'ESRCH', 'ENXIO', 'EBADF', 'ENOMEM', 'EACCES', 'EFAULT', 'EBUSY',
-  'EEXIST', 'EINVAL', 'ENOTTY', 'ENOBUFS', 'EOPNOTSUPP', 'ENOTSUPP', 'ETIMEDOUT', 'ESTALE',
-]);
+export const ErrnoName = z.enum(ERRNO_NAMES);
 
 export const Problem = z
   .object({

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { DIALECT_NAMES } from '../src/wire/names.js';
+import { DIALECT_WIRE, ioctlSummary, ioctlsOf } from '../src/wire/ioctls.js';
 import { Tid } from './common.js';
 
 export const DescriptorOpen = z
@@ -30,7 +32,8 @@ export const DescriptorList = z.object({ descriptors: z.array(DescriptorView) })
 export const IoctlParams = z.object({
   kernel: z.string(),
   fd: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-  cmd: z.string().min(1).max(64).describe("ioctl name (KCOV_INIT_TRACE …) or request number, decimal or 0x hex, as the dialect's header defines it on a 64-bit kernel"),
+  cmd: z.string().min(1).max(64).describe("ioctl name or request number, decimal or 0x hex, as the dialect's header defines it on a 64-bit kernel. " +
+    DIALECT_NAMES.map((d) => `${d}: ${ioctlsOf(d).map((c) => c.name).join(', ')}`).join('; ')),
 });
 
 export const IoctlBody = z
@@ -44,3 +47,10 @@ export const IoctlBody = z
   .strict();
 
 export const IoctlReply = z.object({ ret: z.number().int(), descriptor: DescriptorView });
+
+/** The ioctls of every dialect with their request numbers and arguments, for the route's description (from src/wire/ioctls.ts). */
+export function ioctlTableText(): string {
+  const dialects = DIALECT_NAMES.map((d) => `${d} (${DIALECT_WIRE[d].header}): ${ioctlSummary(d).join('; ')}.`).join(' ');
+  const unknown = DIALECT_NAMES.map((d) => `${d} ${DIALECT_WIRE[d].unknownIoctl}`).join(', ');
+  return `${dialects} Unknown requests fail as the dialect's kernel fails them: ${unknown}.`;
+}

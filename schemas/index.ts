@@ -5,3 +5,4 @@ export * from './threads.js';
 export * from './events.js';
 export * from './coverage.js';
 export * from './remotes.js';
+export * from './cpus.js';

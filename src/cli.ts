@@ -9,10 +9,12 @@ import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 // Types only: the client (and undici) load when a command needs them, so --help starts fast.
-import type { EventResult, KcovdClient, KernelClient } from './client/client.js';
+import type { EventResult, IoctlCmd, KcovdClient, KernelClient } from './client/client.js';
 import { BinaryBatcher, sniff, TextBatcher, type InputFormat } from './cli/input.js';
 import { Progress } from './cli/progress.js';
-import { loadConfig } from './config.js';
+import { loadConfig, SETTINGS } from './config.js';
+import { DIALECT_WIRE, hexNr } from './wire/ioctls.js';
+import { DIALECT_NAMES, isDialectName } from './wire/names.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | undefined>;
@@ -27,7 +29,7 @@ const GLOBAL: Options = {
   help: { type: 'boolean', short: 'h' },
 };
 
-const GLOBAL_HELP = `Options of every client command:
+const GLOBAL_HELP = `Options of every client command (before or after the command):
   --url URL          server (default $KCOVD_URL, else http://127.0.0.1:5268)
   --token TOKEN      bearer token (default $KCOV_TOKEN)
   -k, --kernel NAME  kernel (default "default")
@@ -74,6 +76,29 @@ function ioctlArg(v: string | undefined): unknown {
   return s;
 }
 
+function wrap(text: string, width: number): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  return [...lines, line].join('\n');
+}
+
+/** The ioctls of each dialect, from the wire table. */
+function ioctlHelp(): string {
+  return DIALECT_NAMES.map((d) => {
+    const w = DIALECT_WIRE[d];
+    const rows = w.ioctls.map((c) => `  ${c.name.padEnd(24)} ${hexNr(c.nr).padEnd(10)} ${c.arg === 'none' ? 'no argument' : c.doc}`);
+    return `${d} (${w.header}; unknown requests: ${w.unknownIoctl}):\n${rows.join('\n')}`;
+  }).join('\n\n');
+}
+
 function table(rows: Record<string, unknown>[], cols: string[]): string {
   const cells = rows.map((r) => cols.map((c) => (r[c] === null || r[c] === undefined ? '-' : typeof r[c] === 'object' ? JSON.stringify(r[c]) : String(r[c]))));
   const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
@@ -89,10 +114,10 @@ const COMMANDS: Record<string, Command> = {
   serve: {
     usage: 'kcovd serve [--port N] [--host H] [--dialect D] [--ncpus N] [--memory-limit SIZE] [--token T] [--log-level L]',
     summary: 'start the server',
-    help: `Starts the service with the same settings as \`npm start\`: environment variables
-PORT, HOST, KCOV_DIALECT, KCOV_NCPUS, KCOV_MEMORY_LIMIT, KCOV_TOKEN, KCOV_BODY_LIMIT,
-KCOV_CPU_AREA_WORDS, LOG_LEVEL, each overridable by a flag (--port 8080,
---dialect openbsd, --memory-limit 512M, ...). SIGTERM/SIGINT drain and exit.`,
+    help: `Starts the service with the same settings as \`npm start\`: environment variables,
+each overridable by a flag (--port 8080, --dialect openbsd, --memory-limit 512M, ...).
+SIGTERM/SIGINT drain and exit. Settings (docs/configuration.md):
+${wrap(SETTINGS.map((s) => s.env).join(', '), 80)}`,
     async run() {
       /* handled in main: its flags are the server's, not parseArgs' */
     },
@@ -122,14 +147,16 @@ KCOV_CPU_AREA_WORDS, LOG_LEVEL, each overridable by a flag (--port 8080,
   'create-kernel': {
     usage: 'kcovd create-kernel --dialect D [--name N] [--ncpus N] [--max-entries N]',
     summary: 'create a kernel of a dialect',
-    help: 'Dialects: linux, openbsd, netbsd, freebsd. Prints the new kernel\'s name.',
+    help: `Dialects: ${DIALECT_NAMES.join(', ')}. Prints the new kernel's name.`,
     options: { dialect: { type: 'string' }, name: { type: 'string' }, ncpus: { type: 'string' }, 'max-entries': { type: 'string' } },
     client: true,
     async run(ctx) {
       const v = ctx.values;
       if (v.dialect === undefined) throw new UsageError('--dialect is required');
+      const dialect = v.dialect as string;
+      if (!isDialectName(dialect)) throw new UsageError(`--dialect: one of ${DIALECT_NAMES.join(', ')}`);
       const k = await ctx.client.createKernel({
-        dialect: v.dialect as 'linux',
+        dialect,
         ...(v.name !== undefined ? { name: v.name as string } : {}),
         ...(v.ncpus !== undefined ? { ncpus: intArg(v.ncpus as string, '--ncpus') } : {}),
         ...(v['max-entries'] !== undefined ? { max_entries: intArg(v['max-entries'] as string, '--max-entries') } : {}),
@@ -183,16 +210,19 @@ KCOV_CPU_AREA_WORDS, LOG_LEVEL, each overridable by a flag (--port 8080,
   ioctl: {
     usage: 'kcovd ioctl FD CMD --tid N [--arg VALUE] [-k KERNEL]',
     summary: 'issue an ioctl as thread N',
-    help: `CMD is the dialect's name (KCOV_INIT_TRACE, KIOENABLE, ...) or its request number.
+    help: `CMD is the dialect's name or its request number (decimal or 0x hex).
 VALUE is a number (sizes), a mode name (pc, cmp), 0x hex, or a JSON object
 (KCOV_REMOTE_ENABLE: '{"trace_mode":"pc","area_size":64,"handles":["0x0100000000000001"]}').
-Prints the descriptor's state after the call.`,
+Prints the descriptor's state after the call.
+
+${ioctlHelp()}`,
     options: { tid: { type: 'string' }, arg: { type: 'string' } },
     args: ['FD', 'CMD'],
     client: true,
     async run(ctx) {
       const tid = intArg(ctx.values.tid as string | undefined, '--tid');
-      const r = await ctx.kernel.ioctl(intArg(ctx.args[0], 'FD'), ctx.args[1]!, tid, ioctlArg(ctx.values.arg as string | undefined) as never);
+      // The server checks the name against the kernel's dialect.
+      const r = await ctx.kernel.ioctl(intArg(ctx.args[0], 'FD'), ctx.args[1]! as IoctlCmd, tid, ioctlArg(ctx.values.arg as string | undefined) as never);
       const d = r.descriptor;
       ctx.print(`ret ${r.ret}: fd ${d.fd} ${d.state} mode ${d.mode ?? '-'} words ${d.words ?? '-'} count ${d.count ?? '-'}\n`, r);
     },
@@ -346,12 +376,13 @@ function mainHelp(): string {
   const w = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
   return `kcovd: kernel coverage devices (kcov) over HTTP
 
-Usage: kcovd <command> [options]
+Usage: kcovd [global options] <command> [options]
 
 Commands:
 ${Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(w)}  ${c.summary}`).join('\n')}
 
 \`kcovd <command> --help\` describes one. Environment: KCOVD_URL, KCOV_TOKEN.
+Global options, before or after the command: --url, --token, -k/--kernel, --json.
 `;
 }
 
@@ -359,8 +390,50 @@ function commandHelp(name: string, c: Command): string {
   return `Usage: ${c.usage}\n\n${c.summary}.\n${c.help === '' ? '' : `\n${c.help}\n`}${c.client === true ? `\n${GLOBAL_HELP}\n` : ''}`;
 }
 
+/** The long or short name of a global option an argument is, or undefined. */
+function globalOption(arg: string): { name: string; inline: boolean } | undefined {
+  if (arg.startsWith('--')) {
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+    return Object.hasOwn(GLOBAL, name) ? { name, inline: eq >= 0 } : undefined;
+  }
+  if (arg.length >= 2 && arg[0] === '-' && arg[1] !== '-') {
+    const entry = Object.entries(GLOBAL).find(([, o]) => o.short === arg[1]);
+    return entry === undefined ? undefined : { name: entry[0], inline: arg.length > 2 };
+  }
+  return undefined;
+}
+
+/**
+ * Global options may come before the command (\`kcovd -k obsd kernels\`) or after it:
+ * the ones before are moved behind it, where parseArgs reads them.
+ */
+export function splitCommand(argv: readonly string[]): { name: string | undefined; rest: string[]; globals: string[] } {
+  const globals: string[] = [];
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    const g = globalOption(a);
+    if (g === undefined) break;
+    globals.push(a);
+    if (GLOBAL[g.name]!.type === 'string' && !g.inline && i + 1 < argv.length) globals.push(argv[++i]!);
+  }
+  return { name: argv[i], rest: [...argv.slice(i + 1), ...globals], globals };
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const split = splitCommand(argv);
+  const { name, rest } = split;
+  if (name !== undefined && name.startsWith('-') && name !== '--help' && name !== '-h') {
+    process.stderr.write(`kcovd: unknown option "${name}"\n\n${mainHelp()}`);
+    return 2;
+  }
+  if (name === undefined && split.globals.length > 0) {
+    const help = split.globals.includes('--help') || split.globals.includes('-h');
+    if (!help) process.stderr.write(`kcovd: options but no command\n\n`);
+    (help ? process.stdout : process.stderr).write(mainHelp());
+    return help ? 0 : 2;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const sub = name === 'help' ? rest[0] : undefined;
     if (sub !== undefined && COMMANDS[sub] !== undefined) process.stdout.write(commandHelp(sub, COMMANDS[sub]));
@@ -377,6 +450,10 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (name === 'serve') {
+    if (split.globals.length > 0) {
+      process.stderr.write(`kcovd serve: ${split.globals[0]} is an option of the client commands\nUsage: ${cmd.usage}\n`);
+      return 2;
+    }
     const { start } = await import('./server.js');
     try {
       await start(loadConfig(process.env, rest));
@@ -405,7 +482,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   const { KcovdClient } = await import('./client/client.js');
-  const { KcovdError } = await import('./client/errors.js');
+  const { KcovdError, KcovdRestartedError } = await import('./client/errors.js');
   const client = new KcovdClient({ url: values.url as string | undefined, token: values.token as string | undefined, connections: 1 });
   const json = values.json === true;
   const ctx: Context = {
@@ -425,6 +502,13 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UsageError) {
       process.stderr.write(`kcovd ${name}: ${err.message}\nUsage: ${cmd.usage}\n`);
       return 2;
+    }
+    if (err instanceof KcovdRestartedError) {
+      // One invocation works with one start of the service; what it opened before is gone.
+      const detail = `the service at ${client.url.origin} restarted during this command (boot ${err.previousBoot}${err.currentBoot === null ? '' : `, now ${err.currentBoot}`}); ` +
+        'its descriptors and threads from before are gone, nothing more was done';
+      process.stderr.write(json ? JSON.stringify({ ...err.toJSON(), detail }) + '\n' : `kcovd ${name}: ESTALE: ${detail}\n`);
+      return 1;
     }
     if (err instanceof KcovdError) {
       process.stderr.write(json ? JSON.stringify(err.toJSON()) + '\n' : `kcovd ${name}: ${err.errno ?? `HTTP ${err.status}`}${err.code === null ? '' : ` (${err.code})`}: ${err.detail}\n`);

@@ -1,49 +1,135 @@
-/** Settings from the environment (and flags), validated once at start-up. */
+/**
+ * Settings from the environment (and flags), validated once at start-up.
+ * SETTINGS is the one table of them: it drives parsing, what the engine is
+ * given (engineOptions), `kcovd serve --help` and the configuration table in
+ * docs/configuration.md (a test fails when that page drifts from it).
+ */
 import { availableParallelism } from 'node:os';
-import type { DialectName } from './engine/errno.js';
+import type { EngineOptions } from './engine/engine.js';
+import { DIALECT_NAMES, isDialectName, type DialectName } from './wire/names.js';
 
-export interface Config {
-  port: number;
-  host: string;
-  /** Unix domain socket path to listen on as well (KCOV_SOCKET / --socket); undefined: TCP only. */
-  socket: string | undefined;
-  dialect: DialectName;
-  ncpus: number;
-  /** Bytes all coverage areas together may take. */
-  memoryLimit: number;
-  /** Bearer token; every route but /healthz and /readyz needs it when set. */
-  token: string | undefined;
-  /** Largest request body in bytes. */
-  bodyLimit: number;
-  /** Words of each per-CPU remote area. */
-  cpuAreaWords: number | undefined;
-  /** Milliseconds a request waits for open remote sections (OpenBSD kr_barrier) before ETIMEDOUT. */
-  barrierTimeoutMs: number;
-  logLevel: string;
-  /** Kernels the engine may hold at once (KCOV_MAX_KERNELS); past it, ENOMEM. */
-  maxKernels: number;
-  /** Open descriptors per kernel (KCOV_MAX_DESCRIPTORS); past it, ENOMEM. */
-  maxDescriptors: number;
-  /** Threads per kernel (KCOV_MAX_THREADS); past it, ENOMEM. */
-  maxThreads: number;
-  /** Remotes registered per kernel (KCOV_MAX_REMOTES); past it, ENOMEM. */
-  maxRemotes: number;
-  /** Distinct PCs given a KCOV_UNIQUE_ENABLE guard per kernel (KCOV_MAX_GUARDS). */
-  maxGuards: number;
-  /** Milliseconds to receive a whole request (KCOV_REQUEST_TIMEOUT; 0 = none). */
-  requestTimeout: number;
-  /** Milliseconds a socket may stay silent (KCOV_CONNECTION_TIMEOUT; 0 = none). */
-  connectionTimeout: number;
-  /** Milliseconds an idle keep-alive socket is kept (KCOV_KEEPALIVE_TIMEOUT). */
-  keepAliveTimeout: number;
-  /** Longest long-poll wait in milliseconds (KCOV_MAX_WAIT); larger ?wait= is capped. */
-  maxWait: number;
-  /** Milliseconds shutdown may take before the process gives up and exits 1 (KCOV_SHUTDOWN_TIMEOUT). */
-  shutdownTimeout: number;
-  /** Dashboard history: samples held (KCOV_UI_HISTORY, even) and sampling period in ms (KCOV_UI_SAMPLE_MS; 0 = off). */
-  uiHistory: number;
-  uiSampleMs: number;
+/** How a setting's text becomes a value. */
+type Kind =
+  | { readonly type: 'int'; readonly min: number; readonly max: number }
+  | { readonly type: 'size' }
+  | { readonly type: 'string' }
+  | { readonly type: 'dialect' };
+
+interface SettingRow {
+  /** Environment variable; `--kebab-case` of it (without KCOV_) is the flag. */
+  readonly env: string;
+  /** Field of Config. */
+  readonly key: string;
+  readonly kind: Kind;
+  /** Value when unset: a value, undefined (the setting is then off), or computed at start-up. */
+  readonly default: number | string | undefined | (() => number);
+  /** The default as the docs write it. */
+  readonly shown: string;
+  /** What it does (markdown, one table cell). */
+  readonly doc: string;
+  /** A per-kernel cap the engine enforces (KernelCaps), or an option of the engine itself. */
+  readonly engine?: 'kernel' | 'engine';
 }
+
+const MS = 2 ** 31 - 1;
+
+export const SETTINGS = [
+  { env: 'PORT', key: 'port', kind: { type: 'int', min: 0, max: 65535 }, default: 5268, shown: '`5268`', doc: 'TCP port' },
+  { env: 'HOST', key: 'host', kind: { type: 'string' }, default: '127.0.0.1', shown: '`127.0.0.1`', doc: 'address to bind (loopback unless you mean otherwise)' },
+  {
+    env: 'KCOV_SOCKET', key: 'socket', kind: { type: 'string' }, default: undefined, shown: 'unset',
+    doc: 'also listen on this Unix domain socket path (`--socket`); a stale socket file there is replaced, any other file is an error; removed at exit',
+  },
+  {
+    env: 'KCOV_DIALECT', key: 'dialect', kind: { type: 'dialect' }, default: 'linux', shown: '`linux`', engine: 'engine',
+    doc: `dialect of the \`default\` kernel: ${DIALECT_NAMES.map((d) => `\`${d}\``).join(', ')}`,
+  },
+  {
+    env: 'KCOV_NCPUS', key: 'ncpus', kind: { type: 'int', min: 1, max: 1024 }, default: () => Math.min(availableParallelism(), 64),
+    shown: 'available cores (≤ 64)', doc: 'CPUs of a kernel created without `ncpus`', engine: 'engine',
+  },
+  {
+    env: 'KCOV_MEMORY_LIMIT', key: 'memoryLimit', kind: { type: 'size' }, default: 1024 ** 3, shown: '`1G`', engine: 'engine',
+    doc: 'bytes that all coverage areas may take together (`512M`, `1GiB`, ...). Past it: **507 ENOMEM**',
+  },
+  {
+    env: 'KCOV_TOKEN', key: 'token', kind: { type: 'string' }, default: undefined, shown: 'unset',
+    doc: 'bearer token every route but `/healthz` and `/readyz` requires (401 otherwise); see [Operations](operations.md#authentication)',
+  },
+  {
+    env: 'KCOV_BODY_LIMIT', key: 'bodyLimit', kind: { type: 'size' }, default: 64 * 1024 ** 2, shown: '`64M`',
+    doc: 'largest request body. Past it: **413** problem+json (errno EINVAL), and nothing is stored',
+  },
+  {
+    env: 'KCOV_CPU_AREA_WORDS', key: 'cpuAreaWords', kind: { type: 'int', min: 2, max: 1 << 26 }, default: undefined, shown: "dialect's own",
+    doc: 'words of each per-CPU remote area', engine: 'engine',
+  },
+  {
+    env: 'KCOV_BARRIER_TIMEOUT_MS', key: 'barrierTimeoutMs', kind: { type: 'int', min: 0, max: 600_000 }, default: 1000, shown: '`1000`',
+    doc: 'OpenBSD: how long KIODISABLE, close and remote unregister wait for open sections (`kr_barrier`) before ETIMEDOUT (409)',
+  },
+  {
+    env: 'KCOV_MAX_KERNELS', key: 'maxKernels', kind: { type: 'int', min: 1, max: 1 << 20 }, default: 64, shown: '`64`', engine: 'engine',
+    doc: 'kernels that may exist at once, `default` included. Past it: **507 ENOMEM**',
+  },
+  {
+    env: 'KCOV_MAX_DESCRIPTORS', key: 'maxDescriptors', kind: { type: 'int', min: 1, max: 1 << 24 }, default: 1024, shown: '`1024`', engine: 'kernel',
+    doc: 'open descriptors per kernel (like `RLIMIT_NOFILE`). Closing one frees a slot. Past it: **507 ENOMEM**',
+  },
+  {
+    env: 'KCOV_MAX_THREADS', key: 'maxThreads', kind: { type: 'int', min: 1, max: 1 << 24 }, default: 4096, shown: '`4096`', engine: 'kernel',
+    doc: 'threads per kernel, counting those a request creates by naming a new `tid`. Past it: **507 ENOMEM**',
+  },
+  {
+    env: 'KCOV_MAX_REMOTES', key: 'maxRemotes', kind: { type: 'int', min: 1, max: 1 << 24 }, default: 4096, shown: '`4096`', engine: 'kernel',
+    doc: 'remotes registered per kernel. Past it: **507 ENOMEM**',
+  },
+  {
+    env: 'KCOV_MAX_GUARDS', key: 'maxGuards', kind: { type: 'int', min: 0, max: 1 << 26 }, default: 1 << 20, shown: '`1048576`', engine: 'kernel',
+    doc: 'distinct PCs per kernel that get a `KCOV_UNIQUE_ENABLE` guard. Later PCs get none: they are recorded every time and never de-duplicated, as a PC beyond the bitmap would be',
+  },
+  {
+    env: 'KCOV_REQUEST_TIMEOUT', key: 'requestTimeout', kind: { type: 'int', min: 0, max: MS }, default: 30_000, shown: '`30000`',
+    doc: 'ms allowed to receive a whole request (`0` = no limit)',
+  },
+  {
+    env: 'KCOV_CONNECTION_TIMEOUT', key: 'connectionTimeout', kind: { type: 'int', min: 0, max: MS }, default: 0, shown: '`0`',
+    doc: 'ms a socket may stay silent (`0` = no limit). If set, it must be longer than `KCOV_MAX_WAIT`',
+  },
+  {
+    env: 'KCOV_KEEPALIVE_TIMEOUT', key: 'keepAliveTimeout', kind: { type: 'int', min: 1, max: MS }, default: 72_000, shown: '`72000`',
+    doc: 'ms an idle keep-alive connection is kept open',
+  },
+  {
+    env: 'KCOV_MAX_WAIT', key: 'maxWait', kind: { type: 'int', min: 0, max: 3_600_000 }, default: 30_000, shown: '`30000`',
+    doc: 'longest long-poll wait in ms. A larger `?wait=` is cut down to this',
+  },
+  {
+    env: 'KCOV_SHUTDOWN_TIMEOUT', key: 'shutdownTimeout', kind: { type: 'int', min: 1, max: MS }, default: 10_000, shown: '`10000`',
+    doc: 'ms a graceful shutdown may take. After that the process exits with code 1',
+  },
+  {
+    env: 'KCOV_UI_SAMPLE_MS', key: 'uiSampleMs', kind: { type: 'int', min: 0, max: 3_600_000 }, default: 1000, shown: '`1000`',
+    doc: 'ms between samples of the dashboard\'s coverage history (`GET /v1/history`, `/ui`), taken only when something moved; `0` = no history. See [Dashboard](dashboard.md)',
+  },
+  {
+    env: 'KCOV_UI_HISTORY', key: 'uiHistory', kind: { type: 'int', min: 4, max: 1 << 16 }, default: 512, shown: '`512`',
+    doc: 'samples of that history held (even); when full every other one is dropped. Charged to `KCOV_MEMORY_LIMIT`, at most 1/16 of it',
+  },
+  { env: 'LOG_LEVEL', key: 'logLevel', kind: { type: 'string' }, default: 'info', shown: '`info`', doc: 'pino level of the structured JSON logs on stdout' },
+] as const satisfies readonly SettingRow[];
+
+type Row = (typeof SETTINGS)[number];
+type ValueOf<R extends Row> = R['kind']['type'] extends 'dialect'
+  ? DialectName
+  : R['kind']['type'] extends 'string'
+    ? R['default'] extends undefined ? string | undefined : string
+    : R['default'] extends undefined ? number | undefined : number;
+
+/** Every setting by its key (SETTINGS' `key`), typed by its kind. */
+export type SettingValues = { [R in Row as R['key']]: ValueOf<R> };
+
+export interface Config extends SettingValues {}
 
 const SIZE_RE = /^(\d+)\s*([kKmMgGtT]?)(i?[bB])?$/;
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -64,7 +150,24 @@ function int(v: string, name: string, min: number, max: number): number {
   return n;
 }
 
-const DIALECTS = ['linux', 'openbsd', 'netbsd', 'freebsd'];
+function parseSetting(row: SettingRow, v: string | undefined): unknown {
+  if (v === undefined) return typeof row.default === 'function' ? row.default() : row.default;
+  const k = row.kind;
+  switch (k.type) {
+    case 'int':
+      return int(v, row.env, k.min, k.max);
+    case 'size':
+      return parseSize(v, row.env);
+    case 'dialect': {
+      const d = v.toLowerCase();
+      if (!isDialectName(d)) throw new Error(`${row.env}: "${d}" is not one of ${DIALECT_NAMES.join(', ')}`);
+      return d;
+    }
+    case 'string':
+      // An empty optional string is unset (KCOV_TOKEN= turns auth off).
+      return v === '' && row.default === undefined ? undefined : v;
+  }
+}
 
 /** `--port 8080` style flags override the environment's `PORT=8080`. */
 function flagsToEnv(argv: readonly string[]): Record<string, string> {
@@ -83,45 +186,31 @@ function flagsToEnv(argv: readonly string[]): Record<string, string> {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly string[] = []): Config {
-  const e = { ...env, ...flagsToEnv(argv) };
-  const dialect = (e.KCOV_DIALECT ?? 'linux').toLowerCase();
-  if (!DIALECTS.includes(dialect)) throw new Error(`KCOV_DIALECT: "${dialect}" is not one of ${DIALECTS.join(', ')}`);
-  return {
-    port: e.PORT === undefined ? 5268 : int(e.PORT, 'PORT', 0, 65535),
-    host: e.HOST ?? '127.0.0.1',
-    socket: e.KCOV_SOCKET === undefined || e.KCOV_SOCKET === '' ? undefined : e.KCOV_SOCKET,
-    dialect: dialect as DialectName,
-    ncpus: e.KCOV_NCPUS === undefined ? Math.min(availableParallelism(), 64) : int(e.KCOV_NCPUS, 'KCOV_NCPUS', 1, 1024),
-    memoryLimit: e.KCOV_MEMORY_LIMIT === undefined ? 1024 ** 3 : parseSize(e.KCOV_MEMORY_LIMIT, 'KCOV_MEMORY_LIMIT'),
-    token: e.KCOV_TOKEN === undefined || e.KCOV_TOKEN === '' ? undefined : e.KCOV_TOKEN,
-    bodyLimit: e.KCOV_BODY_LIMIT === undefined ? 64 * 1024 ** 2 : parseSize(e.KCOV_BODY_LIMIT, 'KCOV_BODY_LIMIT'),
-    cpuAreaWords: e.KCOV_CPU_AREA_WORDS === undefined ? undefined : int(e.KCOV_CPU_AREA_WORDS, 'KCOV_CPU_AREA_WORDS', 2, 1 << 26),
-    barrierTimeoutMs: e.KCOV_BARRIER_TIMEOUT_MS === undefined ? 1000 : int(e.KCOV_BARRIER_TIMEOUT_MS, 'KCOV_BARRIER_TIMEOUT_MS', 0, 600_000),
-    logLevel: e.LOG_LEVEL ?? 'info',
-    ...limits(e),
-  };
+  const e: Record<string, string | undefined> = { ...env, ...flagsToEnv(argv) };
+  const out: Record<string, unknown> = {};
+  for (const row of SETTINGS as readonly SettingRow[]) out[row.key] = parseSetting(row, e[row.env]);
+  const config = out as unknown as Config;
+  if (config.uiHistory % 2 !== 0) throw new Error(`KCOV_UI_HISTORY: ${config.uiHistory} must be even (the history halves when full)`);
+  // A socket timeout shorter than a long-poll would cut the poll off mid-wait.
+  if (config.connectionTimeout !== 0 && config.connectionTimeout <= config.maxWait) {
+    throw new Error(`KCOV_CONNECTION_TIMEOUT (${config.connectionTimeout} ms) must be 0 or longer than KCOV_MAX_WAIT (${config.maxWait} ms)`);
+  }
+  return config;
 }
 
-function limits(e: Record<string, string | undefined>) {
-  const opt = (name: string, dflt: number, min: number, max: number) => (e[name] === undefined ? dflt : int(e[name]!, name, min, max));
-  const out = {
-    maxKernels: opt('KCOV_MAX_KERNELS', 64, 1, 1 << 20),
-    maxDescriptors: opt('KCOV_MAX_DESCRIPTORS', 1024, 1, 1 << 24),
-    maxThreads: opt('KCOV_MAX_THREADS', 4096, 1, 1 << 24),
-    maxRemotes: opt('KCOV_MAX_REMOTES', 4096, 1, 1 << 24),
-    maxGuards: opt('KCOV_MAX_GUARDS', 1 << 20, 0, 1 << 26),
-    requestTimeout: opt('KCOV_REQUEST_TIMEOUT', 30_000, 0, 2 ** 31 - 1),
-    connectionTimeout: opt('KCOV_CONNECTION_TIMEOUT', 0, 0, 2 ** 31 - 1),
-    keepAliveTimeout: opt('KCOV_KEEPALIVE_TIMEOUT', 72_000, 1, 2 ** 31 - 1),
-    maxWait: opt('KCOV_MAX_WAIT', 30_000, 0, 3_600_000),
-    shutdownTimeout: opt('KCOV_SHUTDOWN_TIMEOUT', 10_000, 1, 2 ** 31 - 1),
-    uiHistory: opt('KCOV_UI_HISTORY', 512, 4, 1 << 16),
-    uiSampleMs: opt('KCOV_UI_SAMPLE_MS', 1000, 0, 3_600_000),
-  };
-  if (out.uiHistory % 2 !== 0) throw new Error(`KCOV_UI_HISTORY: ${out.uiHistory} must be even (the history halves when full)`);
-  // A socket timeout shorter than a long-poll would cut the poll off mid-wait.
-  if (out.connectionTimeout !== 0 && out.connectionTimeout <= out.maxWait) {
-    throw new Error(`KCOV_CONNECTION_TIMEOUT (${out.connectionTimeout} ms) must be 0 or longer than KCOV_MAX_WAIT (${out.maxWait} ms)`);
+/** What the engine is built with: the rows marked `engine`, the per-kernel caps among them as `kernelCaps`. */
+export function engineOptions(config: Config): EngineOptions {
+  const options: Record<string, unknown> = {};
+  const kernelCaps: Record<string, unknown> = {};
+  for (const row of SETTINGS as readonly SettingRow[]) {
+    if (row.engine === 'engine') options[row.key] = config[row.key as keyof Config];
+    else if (row.engine === 'kernel') kernelCaps[row.key] = config[row.key as keyof Config];
   }
-  return out;
+  return { ...(options as unknown as EngineOptions), kernelCaps };
+}
+
+/** The configuration table of docs/configuration.md. */
+export function settingsTable(): string {
+  const rows = (SETTINGS as readonly SettingRow[]).map((r) => `| \`${r.env}\` | ${r.shown} | ${r.doc} |`);
+  return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n') + '\n';
 }

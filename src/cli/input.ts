@@ -4,7 +4,7 @@
  * `type arg1 arg2 pc`, the format `kcovd cover` prints). Binary and text are
  * streamed in batches of packed little-endian words; JSON goes as one body.
  */
-import { parseU64 } from '../engine/u64.js';
+import { parseU64 } from '../wire/u64.js';
 
 export type InputFormat = 'binary' | 'json' | 'text';
 

@@ -6,8 +6,8 @@
  * client's kept-alive connections. No BigInt and no per-record objects:
  * values are parsed straight into the buffers.
  */
-import { CMP_CONST, cmpSizeBits, fnv1a64 } from '../engine/events.js';
-import { parseU64 } from '../engine/u64.js';
+import { CMP_CONST, cmpSizeBits, fnv1a64 } from '../wire/records.js';
+import { parseU64 } from '../wire/u64.js';
 import type { EventResult, RecordKind } from './client.js';
 
 export interface BatcherOptions {

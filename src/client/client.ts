@@ -7,12 +7,13 @@
 import { Pool, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import type {
-  CountReply, CoverageJson, DescriptorList, DescriptorView, EventReply, IoctlBody, IoctlReply, JsonEvents, KernelCreate,
+  CountReply, CoverageJson, CpuList, CpuView, DescriptorList, DescriptorView, EventReply, IoctlBody, IoctlReply, JsonEvents, KernelCreate,
   KernelList, KernelView, RemoteEventsQuery, RemoteList, RemoteRegistered, SectionBody, ThreadList, ThreadPut, ThreadView,
 } from '../../schemas/index.js';
-import type { CpuView } from '../http/routes/cpus.js';
 import { EventBatcher, type BatcherOptions } from './batcher.js';
-import { KcovdError } from './errors.js';
+import { BOOT_HEADER, IF_BOOT_HEADER, type DialectName } from '../wire/names.js';
+import type { IoctlName } from '../wire/ioctls.js';
+import { KcovdError, KcovdRestartedError } from './errors.js';
 import { CoverageSnapshot } from './snapshot.js';
 
 export type Kernel = z.output<typeof KernelView>;
@@ -50,6 +51,14 @@ export interface ClientOptions {
   timeout?: number;
   /** Bring your own dispatcher (an Agent, a MockAgent); the client then does not close it. */
   dispatcher?: Dispatcher;
+  /**
+   * The start of the service this client works with (its `kcovd-boot`). By default the
+   * client takes it from its first reply and sends it back as `if-kcovd-boot` on every
+   * later request, so a restarted service answers 412 and the client throws
+   * KcovdRestartedError instead of touching fds someone else opened since. A string
+   * pins it from the start; false sends nothing.
+   */
+  boot?: string | false;
 }
 
 interface Call {
@@ -90,8 +99,12 @@ export class KcovdClient {
   private readonly ownDispatcher: boolean;
   private readonly prefix: string;
   private readonly timeout: number;
+  private readonly trackBoot: boolean;
+  private bootId: string | undefined;
 
   constructor(opts: ClientOptions = {}) {
+    this.trackBoot = opts.boot !== false;
+    this.bootId = typeof opts.boot === 'string' ? opts.boot : undefined;
     this.url = new URL(opts.url ?? process.env.KCOVD_URL ?? 'http://127.0.0.1:5268');
     this.prefix = this.url.pathname.replace(/\/+$/, '');
     const token = opts.token ?? process.env.KCOV_TOKEN;
@@ -110,6 +123,16 @@ export class KcovdClient {
     }
   }
 
+  /** The `kcovd-boot` of the service this client works with; undefined before the first reply. */
+  get boot(): string | undefined {
+    return this.bootId;
+  }
+
+  /** Accept whatever start of the service answers next (after handling a KcovdRestartedError). */
+  forgetBoot(): void {
+    this.bootId = undefined;
+  }
+
   /** Close the connections this client opened. */
   async close(): Promise<void> {
     if (this.ownDispatcher) await this.dispatcher.close();
@@ -126,6 +149,8 @@ export class KcovdClient {
     }
     const headers: Record<string, string> = { accept: call.accept ?? 'application/json', ...call.headers };
     if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    const boot = this.trackBoot ? this.bootId : undefined;
+    if (boot !== undefined) headers[IF_BOOT_HEADER] = boot;
     let body: string | Uint8Array | undefined;
     if (call.binary !== undefined) {
       headers['content-type'] = 'application/octet-stream';
@@ -143,6 +168,8 @@ export class KcovdClient {
       headersTimeout: this.timeout,
       bodyTimeout: this.timeout,
     });
+    const replyBoot = res.headers[BOOT_HEADER];
+    if (this.trackBoot && this.bootId === undefined && typeof replyBoot === 'string' && res.statusCode !== 412) this.bootId = replyBoot;
     const ok = call.ok ?? [200, 201, 204, 206];
     if (!ok.includes(res.statusCode)) {
       const text = await res.body.text();
@@ -153,6 +180,9 @@ export class KcovdClient {
         } catch {
           problem = null;
         }
+      }
+      if (res.statusCode === 412 && problem?.errno === 'ESTALE' && boot !== undefined) {
+        throw new KcovdRestartedError(problem, `${call.method} ${path}`, boot, typeof replyBoot === 'string' ? replyBoot : null);
       }
       throw new KcovdError(res.statusCode, problem, `${call.method} ${path}`, text);
     }
@@ -213,14 +243,17 @@ export class KcovdClient {
     return this.json({ method: 'DELETE', path: `/v1/kernels/${seg(name)}` });
   }
 
-  /** Routes under /v1/kernels/{name}. */
-  kernel(name = 'default'): KernelClient {
-    return new KernelClient(this, name);
+  /** Routes under /v1/kernels/{name}; `kernel<'openbsd'>('obsd')` types its ioctl names. */
+  kernel<D extends DialectName = DialectName>(name = 'default'): KernelClient<D> {
+    return new KernelClient<D>(this, name);
   }
 }
 
 /** Descriptors, coverage, threads, events, remotes and CPUs of one kernel. */
-export class KernelClient {
+/** An ioctl as the route takes it: one of the dialect's names, or a request number (a number or 0x hex). */
+export type IoctlCmd<D extends DialectName = DialectName> = IoctlName<D> | number | `0x${string}`;
+
+export class KernelClient<D extends DialectName = DialectName> {
   readonly base: string;
 
   constructor(readonly client: KcovdClient, readonly name: string) {
@@ -254,8 +287,8 @@ export class KernelClient {
     return this.client.json({ method: 'DELETE', path: `${this.base}/descriptors/${fd}` });
   }
 
-  /** ioctl(fd, cmd, arg) as thread tid; cmd is the dialect's name or request number. */
-  ioctl(fd: number, cmd: string | number, tid: number, arg?: IoctlArg): Promise<IoctlResult> {
+  /** ioctl(fd, cmd, arg) as thread tid; cmd is the dialect's name or request number (src/wire/ioctls.ts). */
+  ioctl(fd: number, cmd: IoctlCmd<D>, tid: number, arg?: IoctlArg): Promise<IoctlResult> {
     const body: z.input<typeof IoctlBody> = { tid };
     if (arg !== undefined) body.arg = arg;
     return this.client.json({ method: 'POST', path: `${this.base}/descriptors/${fd}/ioctl/${seg(String(cmd))}`, json: body });
@@ -379,7 +412,7 @@ export class KernelClient {
   // cpus
 
   async cpus(): Promise<Cpu[]> {
-    return (await this.client.json<{ cpus: Cpu[] }>({ method: 'GET', path: `${this.base}/cpus` })).cpus;
+    return (await this.client.json<z.output<typeof CpuList>>({ method: 'GET', path: `${this.base}/cpus` })).cpus;
   }
 
   cpu(n: number): Promise<Cpu> {

@@ -47,3 +47,24 @@ export class KcovdError extends Error {
 export function isKcovdError(err: unknown, errno?: Errno): err is KcovdError {
   return err instanceof KcovdError && (errno === undefined || err.errno === errno);
 }
+
+/**
+ * 412 ESTALE: the service restarted since this client's first reply (its
+ * `kcovd-boot` changed), so fds and threads the client knew are gone and may
+ * now be someone else's. Nothing was done. `forgetBoot()` on the client
+ * accepts the new start.
+ */
+export class KcovdRestartedError extends KcovdError {
+  /** The start this client worked with. */
+  readonly previousBoot: string;
+  /** The start that answered, when the reply said. */
+  readonly currentBoot: string | null;
+
+  constructor(problem: Partial<ProblemBody> | null, request: string, previousBoot: string, currentBoot: string | null) {
+    super(412, problem, request);
+    this.message = `${request}: the kcovd service restarted (boot ${previousBoot}${currentBoot === null ? '' : `, now ${currentBoot}`}); ` +
+      'descriptors, threads and kernels from before are gone: ESTALE (412)';
+    this.previousBoot = previousBoot;
+    this.currentBoot = currentBoot;
+  }
+}

@@ -3,10 +3,8 @@
  * the count, records follow (PC stride 1 word, CMP stride 4 words). Words are
  * exposed as (lo, hi) uint32 halves and as hex strings on demand.
  */
-import { formatU64 } from '../engine/u64.js';
-
-const TWO32 = 0x1_0000_0000;
-const WORD = 8;
+import { CMP_STRIDE, PC_STRIDE, WORD, capacityOf, cmpSizeOf, type TraceMode } from '../wire/records.js';
+import { formatU64, u64Value } from '../wire/u64.js';
 
 export interface CmpView {
   type: number;
@@ -40,22 +38,22 @@ export class CoverageSnapshot {
 
   /** The count word as stored (a writer may have set it past capacity). */
   get count(): number {
-    return this.words === 0 ? 0 : this.u32[1]! * TWO32 + this.u32[0]!;
+    return this.words === 0 ? 0 : u64Value(this.u32[0]!, this.u32[1]!);
   }
 
   /** Records of `stride` words that fit: floor((words - 1) / stride). */
-  capacity(stride: 1 | 4 = 1): number {
-    return this.words === 0 ? 0 : Math.floor((this.words - 1) / stride);
+  capacity(stride: 1 | 4 = PC_STRIDE): number {
+    return capacityOf(this.words, stride);
   }
 
   /** Records visible in PC mode: min(count, capacity). */
   get pcCount(): number {
-    return Math.min(this.count, this.capacity(1));
+    return Math.min(this.count, this.capacity(PC_STRIDE));
   }
 
   /** Records visible in CMP mode. */
   get cmpCount(): number {
-    return Math.min(this.count, this.capacity(4));
+    return Math.min(this.count, this.capacity(CMP_STRIDE));
   }
 
   /** The visible PCs as (lo, hi) pairs: records[2i] low half, records[2i+1] high half. */
@@ -93,9 +91,9 @@ export class CoverageSnapshot {
 
   /** CMP record i: type, arg1, arg2, pc. */
   cmp(i: number): CmpView {
-    const w = 1 + i * 4;
+    const w = 1 + i * CMP_STRIDE;
     const type = this.u32[w * 2]!;
-    return { type, size: 1 << ((type >>> 1) & 3), const: (type & 1) === 1, arg1: this.word(w + 1), arg2: this.word(w + 2), pc: this.word(w + 3) };
+    return { type, size: cmpSizeOf(type), const: (type & 1) === 1, arg1: this.word(w + 1), arg2: this.word(w + 2), pc: this.word(w + 3) };
   }
 
   cmps(): CmpView[] {
@@ -106,7 +104,7 @@ export class CoverageSnapshot {
   }
 
   /** syz-manager /rawcover text: one 0x PC a line (CMP: `type arg1 arg2 pc`). */
-  text(mode: 'pc' | 'cmp' = 'pc'): string {
+  text(mode: TraceMode = 'pc'): string {
     let s = '';
     if (mode === 'pc') {
       const n = this.pcCount;
@@ -115,7 +113,7 @@ export class CoverageSnapshot {
     }
     const n = this.cmpCount;
     for (let i = 0; i < n; i++) {
-      const w = 1 + i * 4;
+      const w = 1 + i * CMP_STRIDE;
       s += `${this.word(w)} ${this.word(w + 1)} ${this.word(w + 2)} ${this.word(w + 3)}\n`;
     }
     return s;

@@ -9,16 +9,11 @@
  * or a remote move; nothing holds a reference across an await.
  */
 
-export const WORD = 8;
-export const PC_STRIDE = 1;
-export const CMP_STRIDE = 4;
+import { CMP_STRIDE, PC_STRIDE, WORD } from '../wire/records.js';
+
+// The layout is the wire's; engine code keeps importing it from here.
+export { CMP_STRIDE, PC_STRIDE, WORD, strideOf, type TraceMode } from '../wire/records.js';
 const TWO32 = 0x1_0000_0000;
-
-export type TraceMode = 'pc' | 'cmp';
-
-export function strideOf(mode: TraceMode): number {
-  return mode === 'cmp' ? CMP_STRIDE : PC_STRIDE;
-}
 
 /** A word-addressed window on a buffer: a whole area, or the trace part of one. */
 export class Area {

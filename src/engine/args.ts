@@ -1,6 +1,6 @@
 /** Decoding of ioctl arguments as a kernel would read them from a register or copyin. */
 import { fail } from './errno.js';
-import { parseU64, u64Clamped } from './u64.js';
+import { parseU64, u64Clamped } from '../wire/u64.js';
 
 /** An unsigned long passed by value; absent means 0. Saturates at 2^53. */
 export function ulongArg(arg: unknown, what: string): number {

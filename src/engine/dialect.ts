@@ -26,8 +26,6 @@ export interface Command<X extends DialectTypes = DialectTypes> {
   readonly name: string;
   /** Request number as the header computes it on a 64-bit kernel. */
   readonly nr: number;
-  /** What the argument is, for the docs. */
-  readonly argDoc: string;
   /** Runs the ioctl; returns the ioctl's return value (0). Throws KcovError. */
   run(ctx: IoctlContext<X>): number;
 }

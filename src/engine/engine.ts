@@ -6,7 +6,7 @@ import { fail, type DialectName } from './errno.js';
 import { checkInvariants } from './invariants.js';
 import { Kernel, type KernelCaps } from './kernel.js';
 import { MemoryBudget } from './memory.js';
-import { KERNEL_NAME_RE } from './names.js';
+import { KERNEL_NAME_RE } from '../wire/names.js';
 
 export interface EngineOptions {
   /** Dialect of the `default` kernel. */

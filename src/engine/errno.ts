@@ -3,12 +3,9 @@
  * name; the number is the one the kernel of that dialect would put in errno.
  */
 
-export type ErrnoName =
-  | 'EPERM' | 'ENOENT' | 'ESRCH' | 'ENXIO' | 'EBADF' | 'ENOMEM' | 'EACCES'
-  | 'EFAULT' | 'EBUSY' | 'EEXIST' | 'EINVAL' | 'ENOTTY' | 'ENOBUFS'
-  | 'EOPNOTSUPP' | 'ENOTSUPP' | 'ETIMEDOUT' | 'ESTALE';
+import type { DialectName, ErrnoName } from '../wire/names.js';
 
-export type DialectName = 'linux' | 'openbsd' | 'netbsd' | 'freebsd';
+export type { DialectName, ErrnoName } from '../wire/names.js';
 
 const COMMON: Record<string, number> = {
   EPERM: 1, ENOENT: 2, ESRCH: 3, ENXIO: 6, EBADF: 9, ENOMEM: 12, EACCES: 13,

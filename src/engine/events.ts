@@ -7,7 +7,8 @@
 import { CMP_STRIDE, PC_STRIDE, WORD, strideOf } from './area.js';
 import { fail } from './errno.js';
 import type { TraceTarget } from './model.js';
-import { parseU64 } from './u64.js';
+import { CMP_CONST, cmpSizeBits, fnv1a64 } from '../wire/records.js';
+import { parseU64 } from '../wire/u64.js';
 
 export interface EventResult {
   accepted: number;
@@ -23,35 +24,6 @@ export interface Segment {
   readonly records: number;
   /** The bytes, possibly split over several chunks (a request body as received). */
   readonly chunks: readonly Uint8Array[];
-}
-
-/** KCOV_CMP_CONST and KCOV_CMP_SIZE(n), identical in all four kernels. */
-export const CMP_CONST = 1;
-export function cmpSizeBits(bytes: number): number {
-  return (31 - Math.clz32(bytes)) << 1;
-}
-
-/**
- * FNV-1a 64 over the UTF-8 bytes of a site string, written as (lo, hi) into
- * out[at], out[at + 1]. The multiply by the prime 0x100000001b3 = 2^40 + 0x1b3
- * runs on 16-bit limbs so every intermediate stays exact in a double.
- */
-export function fnv1a64(site: string, out: Uint32Array, at: number): void {
-  let a0 = 0x2325, a1 = 0x8422, a2 = 0x9ce4, a3 = 0xcbf2; // 0xcbf29ce484222325
-  const bytes = Buffer.from(site, 'utf8');
-  for (let i = 0; i < bytes.length; i++) {
-    a0 ^= bytes[i]!;
-    const t0 = a0 * 0x1b3;
-    const t1 = a1 * 0x1b3 + (t0 >>> 16);
-    const t2 = a2 * 0x1b3 + (t1 >>> 16) + (a0 << 8);
-    const t3 = a3 * 0x1b3 + (t2 >>> 16) + (a1 << 8);
-    a0 = t0 & 0xffff;
-    a1 = t1 & 0xffff;
-    a2 = t2 & 0xffff;
-    a3 = t3 & 0xffff;
-  }
-  out[at] = ((a1 << 16) | a0) >>> 0;
-  out[at + 1] = ((a3 << 16) | a2) >>> 0;
 }
 
 function u64At(value: unknown, out: Uint32Array, at: number, where: string): void {

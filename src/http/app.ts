@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import type { Config } from '../config.js';
+import { engineOptions, type Config } from '../config.js';
 import { Engine } from '../engine/engine.js';
 import { LongPoll } from './longpoll.js';
 import { OPEN_ROUTES, registerAuth } from './plugins/auth.js';
@@ -50,19 +50,7 @@ const REQUEST_ID_RE = /^[\w.:@/+=-]{1,128}$/;
 
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { config } = opts;
-  const engine = opts.engine ?? new Engine({
-    dialect: config.dialect,
-    ncpus: config.ncpus,
-    memoryLimit: config.memoryLimit,
-    cpuAreaWords: config.cpuAreaWords,
-    maxKernels: config.maxKernels,
-    kernelCaps: {
-      maxDescriptors: config.maxDescriptors,
-      maxThreads: config.maxThreads,
-      maxRemotes: config.maxRemotes,
-      maxGuards: config.maxGuards,
-    },
-  });
+  const engine = opts.engine ?? new Engine(engineOptions(config));
   const state: AppState = { draining: false, bootId: opts.bootId ?? randomUUID() };
 
   const app = Fastify({

@@ -11,7 +11,7 @@
 import type { FastifyReply, FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import { isChunkedBody } from './plugins/binary.js';
-import { KERNEL_NAME_RE } from '../engine/names.js';
+import { KERNEL_NAME_RE } from '../wire/names.js';
 
 type HttpPart = 'body' | 'querystring' | 'params' | 'headers';
 /** A value when the input is in the easy subset, else undefined (ask zod). */

@@ -2,7 +2,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { CoverageSnapshot, EventBatcher, KcovdClient, KcovdError, type EventResult } from '../../src/index.js';
+import { CoverageSnapshot, EventBatcher, KcovdClient, KcovdError, type EventResult, type IoctlCmd } from '../../src/client/index.js';
 import { listenApp } from '../live.js';
 
 async function setup(tt: Parameters<typeof listenApp>[0], env: Record<string, string> = {}) {
@@ -51,7 +51,8 @@ t.test('problems surface as KcovdError with errno, code, status and detail', asy
   t.ok(e1.detail.length > 0, 'detail carried');
   t.match(e1.message, /EINVAL/);
   // Linux kcov_ioctl: an unknown request is ENOTTY.
-  const e2 = await failure(k.ioctl(fd, 'KCOV_NOPE', 10));
+  // (A name no dialect has does not type-check: only an untyped caller can send it.)
+  const e2 = await failure(k.ioctl(fd, 'KCOV_NOPE' as IoctlCmd, 10));
   t.equal(e2.errno, 'ENOTTY');
   t.equal(e2.code, 25);
   // Validation of the body: 400 EINVAL before the kernel sees it.
@@ -253,3 +254,18 @@ function fnv(s: string): string {
   }
   return h.toString(16);
 }
+
+t.test('ioctl names are typed per dialect, from the wire table', async (t) => {
+  const { url } = await listenApp(t);
+  const client = new KcovdClient({ url, connections: 1 });
+  t.teardown(() => client.close());
+  await client.createKernel({ name: 'obsd', dialect: 'openbsd' });
+  const k = client.kernel<'openbsd'>('obsd');
+  const { fd } = await k.open(1);
+  await k.ioctl(fd, 'KIOSETBUFSIZE', 1, 64);
+  // @ts-expect-error KCOV_ENABLE is a Linux name; an OpenBSD kernel's client does not take it
+  const wrong = await k.ioctl(fd, 'KCOV_ENABLE', 1, 'pc').then(() => null, (e: unknown) => e as KcovdError);
+  t.equal(wrong?.errno, 'ENOTTY', 'and the kernel would refuse it (kcovioctl: unknown request)');
+  const r = await k.ioctl(fd, '0x80044b02', 1, 'pc');
+  t.equal(r.descriptor.state, 'TRACE', 'a request number in hex is always accepted');
+});

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { formatU64, parseU64, scratch, u64Clamped } from '../../src/engine/u64.js';
-import { fnv1a64 } from '../../src/engine/events.js';
+import { formatU64, parseU64, scratch, u64Clamped } from '../../src/wire/u64.js';
+import { fnv1a64 } from '../../src/wire/records.js';
 
 t.test('parseU64 accepts hex, padded hex, decimal strings and safe integers', async (t) => {
   const cases: [unknown, number, number][] = [

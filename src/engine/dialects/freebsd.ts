@@ -22,23 +22,19 @@ import { fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
 import { Descriptor, NoRemotes, Thread, type Section } from '../model.js';
 import { int32Arg, intModeArg } from '../args.js';
+import { DIALECT_WIRE, ioctl } from '../../wire/ioctls.js';
 
 /** enum { KCOV_STATE_INVALID, _OPEN, _READY, _RUNNING, _DYING } */
 export type FreeBSDState = 'OPEN' | 'READY' | 'RUNNING' | 'DYING';
 
 /** sys/kcov.h KCOV_MAXENTRIES: the default of sysctl kern.kcov.max_entries. */
 export const KCOV_MAXENTRIES = 1 << 24;
-export const KCOV_MODE_TRACE_PC = 0;
-export const KCOV_MODE_TRACE_CMP = 1;
+export const KCOV_MODE_TRACE_PC: number = DIALECT_WIRE.freebsd.modes.pc;
+export const KCOV_MODE_TRACE_CMP: number = DIALECT_WIRE.freebsd.modes.cmp;
 /** PAGE_SIZE on amd64/arm64 with 4 KiB pages; kcov_alloc rounds the buffer up to it. */
 export const FREEBSD_PAGE_SIZE = 4096;
 
-/** _IOWINT('c', 4), _IOWINT('c', 2), _IO('c', 3) */
-export const KIOSETBUFSIZE = 0x20046304;
-export const KIOENABLE = 0x20046302;
-export const KIODISABLE = 0x20006303;
-
-const FREEBSD_MODES = { pc: KCOV_MODE_TRACE_PC, cmp: KCOV_MODE_TRACE_CMP } as const;
+const FREEBSD_MODES = DIALECT_WIRE.freebsd.modes;
 
 /** FreeBSD's types: its kcov_info as the descriptor; threads and state need nothing of their own. */
 export interface FreeBSDTypes {
@@ -95,9 +91,7 @@ function kcovFree(kernel: FreeBSDKernel, d: FreeBSDDescriptor): void {
 
 export const FREEBSD_COMMANDS: Command<FreeBSDTypes>[] = [
   {
-    name: 'KIOSETBUFSIZE',
-    nr: KIOSETBUFSIZE,
-    argDoc: 'entries (int, by value, read as u_int); 2 .. kern.kcov.max_entries',
+    ...ioctl('freebsd', 'KIOSETBUFSIZE'),
     run(ctx) {
       const d = ctx.d;
       // kcov_ioctl: the state check comes before kcov_alloc looks at the size.
@@ -115,9 +109,7 @@ export const FREEBSD_COMMANDS: Command<FreeBSDTypes>[] = [
     },
   },
   {
-    name: 'KIOENABLE',
-    nr: KIOENABLE,
-    argDoc: 'trace mode (int, by value): KCOV_MODE_TRACE_PC (0) or KCOV_MODE_TRACE_CMP (1), or "pc" / "cmp"',
+    ...ioctl('freebsd', 'KIOENABLE'),
     run(ctx) {
       const d = ctx.d;
       const td = ctx.thread;
@@ -140,9 +132,7 @@ export const FREEBSD_COMMANDS: Command<FreeBSDTypes>[] = [
     },
   },
   {
-    name: 'KIODISABLE',
-    nr: KIODISABLE,
-    argDoc: 'none (the argument is ignored)',
+    ...ioctl('freebsd', 'KIODISABLE'),
     run(ctx) {
       const d = ctx.d;
       const td = ctx.thread;
@@ -165,7 +155,7 @@ export const FREEBSD_COMMANDS: Command<FreeBSDTypes>[] = [
 export const freebsd: Dialect<FreeBSDTypes> = {
   name: 'freebsd',
   commands: FREEBSD_COMMANDS,
-  unknownCommand: 'EINVAL',
+  unknownCommand: DIALECT_WIRE.freebsd.unknownIoctl,
   // kcov_mmap_single: `info->kvaddr == 0` is EINVAL.
   mmapErrno: 'EINVAL',
   limits: (limit) => ({ minEntries: 2, maxEntries: maxEntries(limit) }),

@@ -21,17 +21,18 @@ import type { Command, Dialect, Mapping, RemoteSpec } from '../dialect.js';
 import { fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
 import { Descriptor, Thread, type DialectState, type Section, type ThreadExtra, type TraceTarget } from '../model.js';
-import { parseU64 } from '../u64.js';
+import { parseU64 } from '../../wire/u64.js';
+import { DIALECT_WIRE, ioctl } from '../../wire/ioctls.js';
 
 /** KCOV_BUF_MAX_ENTRIES (256 << 10); a kernel's max_entries replaces it (lower or higher). */
 export const NETBSD_MAX_ENTRIES = 256 << 10;
 /** PAGE_SIZE of the buffer rounding (bufsize); amd64/aarch64. */
 export const NETBSD_PAGE_SIZE = 4096;
-export const KCOV_MODE_NONE = 0;
-export const KCOV_MODE_TRACE_PC = 1;
-export const KCOV_MODE_TRACE_CMP = 2;
+export const KCOV_MODE_NONE: number = DIALECT_WIRE.netbsd.modes.none;
+export const KCOV_MODE_TRACE_PC: number = DIALECT_WIRE.netbsd.modes.pc;
+export const KCOV_MODE_TRACE_CMP: number = DIALECT_WIRE.netbsd.modes.cmp;
 
-const NETBSD_MODES = { none: KCOV_MODE_NONE, pc: KCOV_MODE_TRACE_PC, cmp: KCOV_MODE_TRACE_CMP } as const;
+const NETBSD_MODES = DIALECT_WIRE.netbsd.modes;
 const MODE_NAMES = ['none', 'pc', 'cmp'] as const;
 
 /** NetBSD's types: a kcov_t per open file, an LWP with l_kcov, the remotes as the kernel's state. */
@@ -236,9 +237,7 @@ export function netbsdRemoteKey(spec: RemoteSpec): string {
 
 export const NETBSD_COMMANDS: Command<NetbsdTypes>[] = [
   {
-    name: 'KCOV_IOC_SETBUFSIZE',
-    nr: 0x80084b01,
-    argDoc: 'entries (uint64_t *), 2 .. KCOV_BUF_MAX_ENTRIES (256Ki, or the kernel\'s max_entries)',
+    ...ioctl('netbsd', 'KCOV_IOC_SETBUFSIZE'),
     run(ctx) {
       const d = ctx.d;
       const nent = ulongArg(ctx.arg, 'KCOV_IOC_SETBUFSIZE entries');
@@ -250,9 +249,7 @@ export const NETBSD_COMMANDS: Command<NetbsdTypes>[] = [
     },
   },
   {
-    name: 'KCOV_IOC_ENABLE',
-    nr: 0x80044b02,
-    argDoc: 'mode (int *): KCOV_MODE_NONE 0, KCOV_MODE_TRACE_PC 1, KCOV_MODE_TRACE_CMP 2, or "none" / "pc" / "cmp"',
+    ...ioctl('netbsd', 'KCOV_IOC_ENABLE'),
     run(ctx) {
       const d = ctx.d;
       const mode = modeArg(ctx.arg, NETBSD_MODES, 'KCOV_IOC_ENABLE mode');
@@ -280,9 +277,7 @@ export const NETBSD_COMMANDS: Command<NetbsdTypes>[] = [
     },
   },
   {
-    name: 'KCOV_IOC_DISABLE',
-    nr: 0x20004b03,
-    argDoc: 'none',
+    ...ioctl('netbsd', 'KCOV_IOC_DISABLE'),
     run(ctx) {
       const d = ctx.d;
       // kcov_disable
@@ -298,9 +293,7 @@ export const NETBSD_COMMANDS: Command<NetbsdTypes>[] = [
     },
   },
   {
-    name: 'KCOV_IOC_REMOTE_ATTACH',
-    nr: 0x80104b0a,
-    argDoc: 'struct kcov_ioc_remote_attach: {"subsystem", "id"} (uint64_t each)',
+    ...ioctl('netbsd', 'KCOV_IOC_REMOTE_ATTACH'),
     run(ctx) {
       const d = ctx.d;
       const a = objectArg(ctx.arg, 'KCOV_IOC_REMOTE_ATTACH');
@@ -314,9 +307,7 @@ export const NETBSD_COMMANDS: Command<NetbsdTypes>[] = [
     },
   },
   {
-    name: 'KCOV_IOC_REMOTE_DETACH',
-    nr: 0x20004b0b,
-    argDoc: 'none',
+    ...ioctl('netbsd', 'KCOV_IOC_REMOTE_DETACH'),
     run(ctx) {
       const d = ctx.d;
       // kcov_remote_detach: detaching disables the remote for every fd attached to it.
@@ -332,7 +323,7 @@ export const NETBSD_COMMANDS: Command<NetbsdTypes>[] = [
 export const netbsd: Dialect<NetbsdTypes> = {
   name: 'netbsd',
   commands: NETBSD_COMMANDS,
-  unknownCommand: 'EINVAL',
+  unknownCommand: DIALECT_WIRE.netbsd.unknownIoctl,
   // kcov_fops_mmap: size + off > bufsize, and bufsize is 0 before the buffer exists.
   mmapErrno: 'ENOMEM',
   limits: (limit) => ({ minEntries: 2, maxEntries: maxEntries(limit) }),

@@ -22,13 +22,14 @@ import type { Command, Dialect, Mapping, RemoteSpec } from '../dialect.js';
 import { WouldBlock, fail } from '../errno.js';
 import type { Kernel } from '../kernel.js';
 import { Descriptor, Thread, type DialectState, type Section, type TraceTarget } from '../model.js';
-import { u64ToSafeNumber } from '../u64.js';
+import { u64ToSafeNumber } from '../../wire/u64.js';
+import { DIALECT_WIRE, ioctl } from '../../wire/ioctls.js';
 
 /** KCOV_BUF_MAX_NMEMB (512 << 10) entries. */
 export const KCOV_BUF_MAX_NMEMB = 512 << 10;
 export const KCOV_MODE_NONE = 0;
-export const KCOV_MODE_TRACE_PC = 1;
-export const KCOV_MODE_TRACE_CMP = 2;
+export const KCOV_MODE_TRACE_PC: number = DIALECT_WIRE.openbsd.modes.pc;
+export const KCOV_MODE_TRACE_CMP: number = DIALECT_WIRE.openbsd.modes.cmp;
 export const KCOV_REMOTE_COMMON = 0;
 const INT_MAX = 0x7fffffff;
 const PAGE_SIZE = 4096;
@@ -100,7 +101,7 @@ function modeName(m: number): TraceMode | null {
   return m === KCOV_MODE_TRACE_PC ? 'pc' : m === KCOV_MODE_TRACE_CMP ? 'cmp' : null;
 }
 
-const OPENBSD_MODES = { pc: KCOV_MODE_TRACE_PC, cmp: KCOV_MODE_TRACE_CMP } as const;
+const OPENBSD_MODES = DIALECT_WIRE.openbsd.modes;
 
 /**
  * `*(T *)data` after sys_ioctl's copyin of an _IOW argument: JSON null is the
@@ -191,9 +192,7 @@ function kdCopy(dst: ObsdDescriptor, src: Area, mode: TraceMode): number {
 
 export const OPENBSD_COMMANDS: Command<ObsdTypes>[] = [
   {
-    name: 'KIOSETBUFSIZE',
-    nr: 0x80084b01,
-    argDoc: 'entries (unsigned long *): 1 .. 512Ki; the first entry holds the count',
+    ...ioctl('openbsd', 'KIOSETBUFSIZE'),
     run(ctx) {
       const kd = ctx.d;
       const arg = inArg(ctx.arg, 'KIOSETBUFSIZE');
@@ -210,9 +209,7 @@ export const OPENBSD_COMMANDS: Command<ObsdTypes>[] = [
     },
   },
   {
-    name: 'KIOENABLE',
-    nr: 0x80044b02,
-    argDoc: 'mode (int *): KCOV_MODE_TRACE_PC (1) or KCOV_MODE_TRACE_CMP (2), or "pc" / "cmp"',
+    ...ioctl('openbsd', 'KIOENABLE'),
     run(ctx) {
       const kd = ctx.d;
       const p = ctx.thread;
@@ -237,9 +234,7 @@ export const OPENBSD_COMMANDS: Command<ObsdTypes>[] = [
     },
   },
   {
-    name: 'KIODISABLE',
-    nr: 0x20004b03,
-    argDoc: 'none',
+    ...ioctl('openbsd', 'KIODISABLE'),
     run(ctx) {
       const kd = ctx.d;
       const p = ctx.thread;
@@ -261,9 +256,7 @@ export const OPENBSD_COMMANDS: Command<ObsdTypes>[] = [
     },
   },
   {
-    name: 'KIOREMOTEATTACH',
-    nr: 0x80084b04,
-    argDoc: 'struct kio_remote_attach *: {"subsystem": 0 (KCOV_REMOTE_COMMON), "id"} (id is ignored); missing fields are 0',
+    ...ioctl('openbsd', 'KIOREMOTEATTACH'),
     run(ctx) {
       const kd = ctx.d;
       const a = objectArg(inArg(ctx.arg, 'KIOREMOTEATTACH'), 'KIOREMOTEATTACH');
@@ -295,7 +288,7 @@ function parseRemotePart(v: unknown, what: string, max: number): number {
 export const openbsd: Dialect<ObsdTypes> = {
   name: 'openbsd',
   commands: OPENBSD_COMMANDS,
-  unknownCommand: 'ENOTTY',
+  unknownCommand: DIALECT_WIRE.openbsd.unknownIoctl,
   // kcovmmap returns -1 for every page; uvm_mmapfile turns that into EINVAL.
   mmapErrno: 'EINVAL',
   limits: (maxEntries) => ({ minEntries: 1, maxEntries: limit(maxEntries) }),

@@ -1,17 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { KernelParams, problems } from '../../../schemas/index.js';
+import { CpuList, CpuView, KernelParams, problems } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
 import type { Cpu } from '../../engine/model.js';
 import { sectionView } from '../views.js';
-
-export const CpuView = z.object({
-  cpu: z.number().int(),
-  words: z.number().int().nullable().describe('size of the per-CPU area in words, null until first used'),
-  count: z.number().int().nullable(),
-  section: z.unknown().describe('the remote section running on this CPU, or null'),
-});
 
 function cpuView(c: Cpu) {
   return {
@@ -26,7 +19,7 @@ export async function cpuRoutes(app: FastifyInstance, opts: { engine: Engine }):
   const { engine } = opts;
   const r = app.withTypeProvider<ZodTypeProvider>();
   r.get('/v1/kernels/:kernel/cpus', {
-    schema: { tags: ['cpus'], summary: 'per-CPU areas and their state', params: KernelParams, response: { 200: z.object({ cpus: z.array(CpuView) }), ...problems(404) } },
+    schema: { tags: ['cpus'], summary: 'per-CPU areas and their state', params: KernelParams, response: { 200: CpuList, ...problems(404) } },
   }, async (req) => ({ cpus: engine.kernel(req.params.kernel).cpus.map(cpuView) }));
 
   r.get('/v1/kernels/:kernel/cpus/:n', {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import {
-  DescriptorList, DescriptorOpen, DescriptorView, FdParams, IoctlBody, IoctlParams, IoctlReply, KernelParams, NoContent, problems,
+  DescriptorList, DescriptorOpen, DescriptorView, FdParams, IoctlBody, IoctlParams, IoctlReply, KernelParams, NoContent, ioctlTableText, problems,
 } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
 import { waitOut } from '../barrier.js';
@@ -58,18 +58,11 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
       tags: ['descriptors'],
       summary: 'issue an ioctl as thread tid',
       description:
-        'linux: KCOV_INIT_TRACE (0x80086301, arg words), KCOV_ENABLE (0x6364, arg 0 pc / 1 cmp), KCOV_DISABLE (0x6365, arg 0), ' +
-        'KCOV_REMOTE_ENABLE (0x40186366, arg {trace_mode, area_size, handles, common_handle}), KCOV_UNIQUE_ENABLE (0x40086367, arg bitmap words), ' +
-        'KCOV_RESET_TRACE (0x6368, arg 0). ' +
-        'freebsd: KIOSETBUFSIZE (0x20046304, arg entries 2 .. kern.kcov.max_entries), KIOENABLE (0x20046302, arg 0 pc / 1 cmp), ' +
-        'KIODISABLE (0x20006303); int arguments by value, only their low 32 bits reach the driver. ' +
-        'openbsd: KIOSETBUFSIZE (0x80084b01, arg entries 1..512Ki), KIOENABLE (0x80044b02, arg 1 pc / 2 cmp), KIODISABLE (0x20004b03), ' +
-        'KIOREMOTEATTACH (0x80084b04, arg {subsystem: 0, id}); an arg of null is a NULL pointer (EFAULT). KIODISABLE of a descriptor ' +
+        ioctlTableText() + ' ' +
+        'freebsd: int arguments by value, only their low 32 bits reach the driver. ' +
+        'openbsd: an arg of null is a NULL pointer (EFAULT). KIODISABLE of a descriptor ' +
         'with a remote waits (kr_barrier) for sections opened with POST /threads/{tid}/remote to close; after KCOV_BARRIER_TIMEOUT_MS ' +
-        '(default 1000) it fails with ETIMEDOUT (409) and nothing changes. ' +
-        'netbsd: KCOV_IOC_SETBUFSIZE (0x80084b01, arg entries), KCOV_IOC_ENABLE (0x80044b02, arg 0 none / 1 pc / 2 cmp), ' +
-        'KCOV_IOC_DISABLE (0x20004b03), KCOV_IOC_REMOTE_ATTACH (0x80104b0a, arg {subsystem, id}), KCOV_IOC_REMOTE_DETACH (0x20004b0b). ' +
-        'Unknown requests fail as the dialect\'s kernel fails them (ENOTTY on Linux and OpenBSD, EINVAL on NetBSD and FreeBSD).',
+        '(default 1000) it fails with ETIMEDOUT (409) and nothing changes.',
       params: IoctlParams,
       body: IoctlBody,
       response: { 200: IoctlReply, ...problems(400, 403, 404, 409, 501, 507) },

@@ -9,6 +9,7 @@ import type { Command, Dialect, Mapping } from '../../dialect.js';
 import { KCOV_REMOTE_ENABLE, enterSection, leaveOnExit, leaveSection, remoteKey, remotesView } from './remote.js';
 import { LINUX_MAX_WORDS, LinuxDescriptor, LinuxState, LinuxThread, kcovDisable, kcovPut, type LinuxTypes } from './shared.js';
 import { KCOV_DISABLE, KCOV_ENABLE, KCOV_INIT_TRACE, KCOV_RESET_TRACE, KCOV_UNIQUE_ENABLE } from './task.js';
+import { DIALECT_WIRE } from '../../../wire/ioctls.js';
 
 export { KCOV_IRQ_AREA_SIZE, KCOV_REMOTE_MAX_HANDLES, kcovCheckHandle, kcovMoveArea } from './remote.js';
 export { LINUX_MAX_WORDS, LinuxDescriptor, LinuxState, LinuxThread, type LinuxTypes } from './shared.js';
@@ -26,7 +27,7 @@ export const LINUX_COMMANDS: readonly Command<LinuxTypes>[] = [
 export const linux: Dialect<LinuxTypes> = {
   name: 'linux',
   commands: LINUX_COMMANDS,
-  unknownCommand: 'ENOTTY',
+  unknownCommand: DIALECT_WIRE.linux.unknownIoctl,
   mmapErrno: 'EINVAL',
   limits: (maxEntries) => ({ minEntries: 2, maxEntries: Math.min(LINUX_MAX_WORDS, maxEntries ?? LINUX_MAX_WORDS) }),
   // What syzkaller's kernels build with; switch one off to mirror a kernel without it.

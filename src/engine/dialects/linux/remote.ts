@@ -28,7 +28,8 @@ import { objectArg } from '../../args.js';
 import type { Command, RemoteSpec, SectionLeave, SectionSite } from '../../dialect.js';
 import { fail } from '../../errno.js';
 import type { Cpu, TraceTarget } from '../../model.js';
-import { formatU64, parseU64 } from '../../u64.js';
+import { formatU64, parseU64 } from '../../../wire/u64.js';
+import { ioctl } from '../../../wire/ioctls.js';
 import {
   LINUX_MODES, checkEnable, getMode, kcovDisable, kcovPut, kcovStart, kcovStop,
   type LinuxDescriptor, type LinuxKernel, type LinuxSection, type LinuxTaskMode, type LinuxThread, type LinuxTypes, type SavedTask,
@@ -139,9 +140,7 @@ function decodeRemoteArg(raw: unknown): RemoteArg {
 }
 
 export const KCOV_REMOTE_ENABLE: Command<LinuxTypes> = {
-  name: 'KCOV_REMOTE_ENABLE',
-  nr: 0x40186366,
-  argDoc: '{"trace_mode": 0|1|"pc"|"cmp", "area_size": words, "handles": ["0x0100000000000001"], "common_handle": "0x2a"}',
+  ...ioctl('linux', 'KCOV_REMOTE_ENABLE'),
   run(ctx) {
     const { kernel } = ctx;
     const d = ctx.d;

@@ -17,7 +17,8 @@ import { modeArg } from '../../args.js';
 import { fail } from '../../errno.js';
 import type { Kernel } from '../../kernel.js';
 import { Descriptor, Thread, type DialectState, type Section, type ThreadExtra, type TraceTarget } from '../../model.js';
-import { formatU64 } from '../../u64.js';
+import { formatU64 } from '../../../wire/u64.js';
+import { DIALECT_WIRE } from '../../../wire/ioctls.js';
 
 /** Linux's types. */
 export interface LinuxTypes {
@@ -37,9 +38,9 @@ export type LinuxTaskMode = 'DISABLED' | 'TRACE_PC' | 'TRACE_CMP' | 'REMOTE' | '
 const INT_MAX = 0x7fffffff;
 /** KCOV_INIT_TRACE: `size > INT_MAX / sizeof(unsigned long)` is EINVAL. */
 export const LINUX_MAX_WORDS = Math.floor(INT_MAX / 8);
-export const KCOV_TRACE_PC = 0;
-export const KCOV_TRACE_CMP = 1;
-export const LINUX_MODES = { pc: KCOV_TRACE_PC, cmp: KCOV_TRACE_CMP } as const;
+export const KCOV_TRACE_PC: number = DIALECT_WIRE.linux.modes.pc;
+export const KCOV_TRACE_CMP: number = DIALECT_WIRE.linux.modes.cmp;
+export const LINUX_MODES = DIALECT_WIRE.linux.modes;
 
 /** struct kcov. Names follow the kernel: `kmode` is kcov->mode, `refs` is kcov->refcount. */
 export class LinuxDescriptor extends Descriptor<LinuxTypes> {

@@ -8,13 +8,12 @@ import type { Command } from '../../dialect.js';
 import { fail } from '../../errno.js';
 import type { TraceTarget } from '../../model.js';
 import { LINUX_MAX_WORDS, checkEnable, getMode, kcovDisable, kcovPut, kcovStart, type LinuxDescriptor, type LinuxTypes } from './shared.js';
+import { ioctl } from '../../../wire/ioctls.js';
 
 type LinuxCommand = Command<LinuxTypes>;
 
 export const KCOV_INIT_TRACE: LinuxCommand = {
-  name: 'KCOV_INIT_TRACE',
-  nr: 0x80086301,
-  argDoc: 'size of the area in words (unsigned long, by value); 2 .. INT_MAX/8',
+  ...ioctl('linux', 'KCOV_INIT_TRACE'),
   run(ctx) {
     const d = ctx.d;
     const size = ulongArg(ctx.arg, 'KCOV_INIT_TRACE size');
@@ -34,9 +33,7 @@ export const KCOV_INIT_TRACE: LinuxCommand = {
 };
 
 export const KCOV_ENABLE: LinuxCommand = {
-  name: 'KCOV_ENABLE',
-  nr: 0x6364,
-  argDoc: 'trace mode by value: KCOV_TRACE_PC (0) or KCOV_TRACE_CMP (1), or "pc" / "cmp"',
+  ...ioctl('linux', 'KCOV_ENABLE'),
   run(ctx) {
     const d = ctx.d;
     checkEnable(d, ctx.thread, 'KCOV_ENABLE');
@@ -52,9 +49,7 @@ export const KCOV_ENABLE: LinuxCommand = {
 };
 
 export const KCOV_DISABLE: LinuxCommand = {
-  name: 'KCOV_DISABLE',
-  nr: 0x6365,
-  argDoc: 'must be 0',
+  ...ioctl('linux', 'KCOV_DISABLE'),
   run(ctx) {
     const d = ctx.d;
     const unused = ulongArg(ctx.arg, 'KCOV_DISABLE argument');
@@ -71,9 +66,7 @@ export const KCOV_DISABLE: LinuxCommand = {
 };
 
 export const KCOV_UNIQUE_ENABLE: LinuxCommand = {
-  name: 'KCOV_UNIQUE_ENABLE',
-  nr: 0x40086367,
-  argDoc: 'bitmap words at the start of the area (unsigned long, by value); 1 .. size-2',
+  ...ioctl('linux', 'KCOV_UNIQUE_ENABLE'),
   run(ctx) {
     // kcov_ioctl_locked without CONFIG_KCOV_UNIQUE: -ENOTSUPP before anything else.
     if (ctx.kernel.config.CONFIG_KCOV_UNIQUE === false) {
@@ -108,9 +101,7 @@ export const KCOV_UNIQUE_ENABLE: LinuxCommand = {
 };
 
 export const KCOV_RESET_TRACE: LinuxCommand = {
-  name: 'KCOV_RESET_TRACE',
-  nr: 0x6368,
-  argDoc: 'must be 0',
+  ...ioctl('linux', 'KCOV_RESET_TRACE'),
   run(ctx) {
     const d = ctx.d;
     const unused = ulongArg(ctx.arg, 'KCOV_RESET_TRACE argument');

@@ -75,3 +75,8 @@ export function formatU64(lo: number, hi: number): string {
   return '0x' + hi.toString(16) + (lo >>> 0).toString(16).padStart(8, '0');
 }
 
+
+/** A word's value as a number from its halves (exact below 2^53, as counts always are). */
+export function u64Value(lo: number, hi: number): number {
+  return hi * TWO32 + lo;
+}

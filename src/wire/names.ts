@@ -1,0 +1,27 @@
+/**
+ * Names the wire, the schemas, the engine, the client and the CLI all accept:
+ * one list each, from which the types, the zod enums, the config check and
+ * the docs derive.
+ */
+
+/** The kcov ABIs a kernel may have. */
+export const DIALECT_NAMES = ['linux', 'openbsd', 'netbsd', 'freebsd'] as const;
+export type DialectName = (typeof DIALECT_NAMES)[number];
+
+/** Errno names a kcov failure is reported by (each dialect gives its own number). */
+export const ERRNO_NAMES = [
+  'EPERM', 'ENOENT', 'ESRCH', 'ENXIO', 'EBADF', 'ENOMEM', 'EACCES', 'EFAULT', 'EBUSY',
+  'EEXIST', 'EINVAL', 'ENOTTY', 'ENOBUFS', 'EOPNOTSUPP', 'ENOTSUPP', 'ETIMEDOUT', 'ESTALE',
+] as const;
+export type ErrnoName = (typeof ERRNO_NAMES)[number];
+
+export function isDialectName(s: string): s is DialectName {
+  return (DIALECT_NAMES as readonly string[]).includes(s);
+}
+
+/** Kernel names. */
+export const KERNEL_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** Reply header naming this start of the service; `if-kcovd-boot` sends it back (412 ESTALE when it changed). */
+export const BOOT_HEADER = 'kcovd-boot';
+export const IF_BOOT_HEADER = 'if-kcovd-boot';
