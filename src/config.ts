@@ -158,6 +158,14 @@ export const SETTINGS = [
     env: 'KCOV_FLEET_FLUSH_MS', key: 'fleetFlushMs', kind: { type: 'int', min: 1, max: 60_000 }, default: 50, shown: '`50`',
     doc: 'interval of the batched, pipelined pushes to the fleet (ingestion never waits on them)',
   },
+  {
+    env: 'KCOV_UI_SAMPLE_MS', key: 'uiSampleMs', kind: { type: 'int', min: 0, max: 3_600_000 }, default: 1000, shown: '`1000`',
+    doc: 'ms between samples of the dashboard\'s coverage history (`GET /v1/history`, `/ui`), taken only when something moved; `0` = no history. See [Dashboard](dashboard.md)',
+  },
+  {
+    env: 'KCOV_UI_HISTORY', key: 'uiHistory', kind: { type: 'int', min: 4, max: 1 << 16 }, default: 512, shown: '`512`',
+    doc: 'samples of that history held (even); when full every other one is dropped. Charged to `KCOV_MEMORY_LIMIT`, at most 1/16 of it',
+  },
   { env: 'LOG_LEVEL', key: 'logLevel', kind: { type: 'string' }, default: 'info', shown: '`info`', doc: 'pino level of the structured JSON logs on stdout' },
   {
     env: 'KCOV_LOG_REQUESTS', key: 'logRequests', kind: { type: 'bool' }, default: 'false', shown: '`false`',
@@ -252,6 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
   const out: Record<string, unknown> = {};
   for (const row of SETTINGS as readonly SettingRow[]) out[row.key] = parseSetting(row, e[row.env]);
   const config = out as unknown as Config;
+  if (config.uiHistory % 2 !== 0) throw new Error(`KCOV_UI_HISTORY: ${config.uiHistory} must be even (the history halves when full)`);
   // A socket timeout shorter than a long-poll would cut the poll off mid-wait.
   if (config.connectionTimeout !== 0 && config.connectionTimeout <= config.maxWait) {
     throw new Error(`KCOV_CONNECTION_TIMEOUT (${config.connectionTimeout} ms) must be 0 or longer than KCOV_MAX_WAIT (${config.maxWait} ms)`);

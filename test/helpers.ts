@@ -13,7 +13,8 @@ export interface TestContext {
 }
 
 export async function makeApp(t: TestContext, env: Record<string, string> = {}): Promise<FastifyInstance> {
-  const app = await buildApp({ config: loadConfig({ KCOV_NCPUS: '2', ...env }) });
+  // No dashboard history unless a test asks (test/ui/): route tests pin budget.used to what their kernels hold.
+  const app = await buildApp({ config: loadConfig({ KCOV_NCPUS: '2', KCOV_UI_SAMPLE_MS: '0', ...env }) });
   await app.ready();
   t.teardown(() => app.close());
   return app;

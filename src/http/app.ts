@@ -27,6 +27,7 @@ import { threadRoutes } from './routes/threads.js';
 import { boundedValidatorCompiler } from './validate.js';
 import { coverRoutes } from './routes/cover.js';
 import type { Fleet } from '../fleet/fleet.js';
+import { uiRoutes } from './ui/index.js';
 
 export interface AppState {
   /** Set when shutdown starts: /readyz answers 503. */
@@ -135,6 +136,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(threadRoutes, { engine });
   await app.register(remoteRoutes, { engine, barrierMs: config.barrierTimeoutMs });
   await app.register(cpuRoutes, { engine });
+  await app.register(uiRoutes, { engine, points: config.uiHistory, sampleMs: config.uiSampleMs, maxWait: config.maxWait });
 
   app.addHook('preClose', async () => {
     state.draining = true;
