@@ -11,13 +11,11 @@ const MiB = 1024 * 1024;
 const CEILING = MEMORY_LIMIT + RSS_ALLOWANCE;
 const H = { 'content-type': 'application/json' };
 
-// Until arch-engine's charging of guards and remotes and its roll-back of failed requests are
-// merged, these cases reproduce issue 12 and are marked todo (set KCOV_ATTACK_ENGINE=1 to run them as tests).
-const TODO = process.env.KCOV_ATTACK_ENGINE === '1' ? {} : { todo: 'engine side of issue 12 (arch-engine)' };
-
 const post = (port: number, path: string, body: unknown) => raw(port, http('POST', path, H, JSON.stringify(body)), 20_000);
 
-t.test('KCOV_UNIQUE_ENABLE guards: a million distinct PCs in kernel after kernel are charged or refused', TODO, async (t) => {
+// todo: guards are charged now (the budget bounds them), but the doubling of the guard table and the
+// 8 MiB batches leave peak RSS ~12 MiB over KCOV_MEMORY_LIMIT + 128 MiB (396 MiB measured).
+t.test('KCOV_UNIQUE_ENABLE guards: a million distinct PCs in kernel after kernel are charged or refused', { todo: 'peak RSS 396 MiB against a 384 MiB ceiling: guard-table growth is transiently uncharged' }, async (t) => {
   const s = await startServer({ KCOV_MAX_KERNELS: '16' });
   t.teardown(() => s.stop());
   const pcs = Buffer.alloc(MiB * 8);
@@ -49,7 +47,7 @@ t.test('KCOV_UNIQUE_ENABLE guards: a million distinct PCs in kernel after kernel
   t.comment(`refused: ${refused}; memory ${JSON.stringify(JSON.parse(list.body).memory)}`);
 });
 
-t.test('Linux KCOV_REMOTE_ENABLE: remotes stop at KCOV_MAX_REMOTES, RSS bounded', TODO, async (t) => {
+t.test('Linux KCOV_REMOTE_ENABLE: remotes stop at KCOV_MAX_REMOTES, RSS bounded', async (t) => {
   const s = await startServer({ KCOV_MAX_REMOTES: '4096' });
   t.teardown(() => s.stop());
   let registered = 0;
@@ -69,7 +67,7 @@ t.test('Linux KCOV_REMOTE_ENABLE: remotes stop at KCOV_MAX_REMOTES, RSS bounded'
   t.ok(await healthzMs(s.port) < healthzBound(), 'up after it');
 });
 
-t.test('failed requests leave no threads behind: KCOV_MAX_THREADS stays free for real ones', TODO, async (t) => {
+t.test('failed requests leave no threads behind: KCOV_MAX_THREADS stays free for real ones', async (t) => {
   const s = await startServer({ KCOV_MAX_THREADS: '16' });
   t.teardown(() => s.stop());
   await post(s.port, '/v1/kernels/default/descriptors', { tid: 1 });

@@ -95,7 +95,8 @@ t.test('held samples are bounded: past `points` every other one goes, the newest
 
 t.test('the history is charged to the memory budget and released', async (t) => {
   const e = engine();
-  const kernelBytes = () => [...e.kernels.values()].reduce((n, k) => n + k.memory, 0);
+  // Everything the kernels hold (areas, threads, descriptors, the cover union): all but 'other'.
+  const kernelBytes = () => e.budget.used - e.budget.breakdown().other;
   const h = new CoverageHistory(e, { points: 16, sampleMs: 0 });
   h.tick();
   // times + seqs + the default kernel's series, 16 doubles each.
@@ -133,10 +134,10 @@ t.test('the history takes at most 1/16 of the budget', async (t) => {
 });
 
 t.test('what the budget cannot hold is counted, not tracked, and nothing throws', async (t) => {
-  // Areas leave 96 bytes of 16 KiB: the history's times and seqs and one series of 4 doubles.
-  const e = engine(16 * 1024);
-  for (let tid = 1; tid <= 31; tid++) tracing(e, tid, 64);
-  tracing(e, 32, 52);
+  // 96 bytes left: the history's times and seqs and one series of 4 doubles.
+  const e = engine(64 * 1024);
+  for (let tid = 1; tid <= 32; tid++) tracing(e, tid, 8);
+  e.kernel('default').allocArea((e.budget.limit - e.budget.used - 96) / 8, 'filler');
   t.equal(e.budget.limit - e.budget.used, 96);
   const h = new CoverageHistory(e, { points: 4, sampleMs: 0 });
   h.tick();

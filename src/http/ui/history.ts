@@ -16,6 +16,7 @@
  *   first). A series the budget cannot hold is not tracked and is counted in `untracked` (shown on the page), never dropped
  *   in silence. A series is released when its kernel or descriptor goes away.
  */
+import { KcovError } from '../../engine/errno.js';
 import type { Engine } from '../../engine/engine.js';
 import type { Kernel } from '../../engine/kernel.js';
 import type { Descriptor } from '../../engine/model.js';
@@ -216,11 +217,21 @@ export class CoverageHistory {
   /** One change listener per kernel until it fires: it only marks the next tick dirty. */
   private arm(k: Kernel): void {
     if (this.armed.has(k)) return;
-    const off = k.watch(() => {
-      this.dirty = true;
-      off();
-      this.armed.delete(k);
-    });
+    let off: () => void;
+    try {
+      off = k.watch(() => {
+        this.dirty = true;
+        off();
+        this.armed.delete(k);
+      });
+    } catch (e) {
+      // A listener is a charged waiter: with the budget full, this kernel is walked on every tick instead.
+      if (e instanceof KcovError && e.errno === 'ENOMEM') {
+        this.dirty = true;
+        return;
+      }
+      throw e;
+    }
     this.armed.set(k, off);
   }
 
