@@ -111,3 +111,16 @@ export function context(kcovd: Target, durationMs: number, rounds: number): Benc
 }
 
 export type { Job, Load, Target };
+
+/** CPU microseconds a bench server process (bench/servers.ts, forked with IPC) has used so far. */
+export function cpuOf(s: { child: import('node:child_process').ChildProcess }): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (m: { cpu?: number }) => {
+      if (typeof m.cpu !== 'number') return;
+      s.child.off('message', on);
+      resolve(m.cpu);
+    };
+    s.child.on('message', on);
+    s.child.send('cpu');
+  });
+}

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { run, type Load } from './driver.js';
-import type { BenchModule, MicroRow } from './cases.js';
+import { cpuOf, type BenchModule, type MicroRow } from './cases.js';
 import { Engine } from '../src/engine/engine.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -38,18 +38,6 @@ async function spawnKcovd(fleetUrl?: string): Promise<Server> {
   return { origin: `http://127.0.0.1:${port}`, child };
 }
 
-/** CPU microseconds the server process has used so far. */
-function cpuOf(s: Server): Promise<number> {
-  return new Promise((resolve) => {
-    const on = (m: { cpu?: number }) => {
-      if (typeof m.cpu !== 'number') return;
-      s.child.off('message', on);
-      resolve(m.cpu);
-    };
-    s.child.on('message', on);
-    s.child.send('cpu');
-  });
-}
 
 /** run() plus the server's CPU µs per counted request. */
 async function measured(s: Server, load: Load): Promise<{ rps: number; bytesPerSec: number; cpu: number }> {

@@ -10,7 +10,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Pool, request } from 'undici';
 import { run, type Load } from './driver.js';
-import type { BenchModule, MicroRow } from './cases.js';
+import { cpuOf, type BenchModule, type MicroRow } from './cases.js';
 import { COST } from '../src/engine/kernel/costs.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -93,18 +93,6 @@ function pcBody(records: number): Buffer {
   return b;
 }
 
-/** CPU microseconds the server process has used so far. */
-function cpuOf(s: Server): Promise<number> {
-  return new Promise((resolve) => {
-    const on = (m: { cpu?: number }) => {
-      if (typeof m.cpu !== 'number') return;
-      s.child.off('message', on);
-      resolve(m.cpu);
-    };
-    s.child.on('message', on);
-    s.child.send('cpu');
-  });
-}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);

@@ -10,7 +10,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { context, median, type BenchModule, type HttpCase, type MicroRow } from './cases.js';
+import { context, cpuOf, median, type BenchModule, type HttpCase, type MicroRow } from './cases.js';
 import { core } from './core.js';
 import { fleet } from './fleet.js';
 import { longpoll } from './longpoll.js';
@@ -34,18 +34,6 @@ const ONLY = process.env.BENCH_ONLY; // substring filter on case names
 
 interface Server { endpoint: Endpoint; child: ChildProcess }
 
-/** CPU microseconds the server process has used so far. */
-function cpuOf(s: Server): Promise<number> {
-  return new Promise((resolve) => {
-    const on = (m: { cpu?: number }) => {
-      if (typeof m.cpu !== 'number') return;
-      s.child.off('message', on);
-      resolve(m.cpu);
-    };
-    s.child.on('message', on);
-    s.child.send('cpu');
-  });
-}
 
 /** Requests a second, and server CPU µs a request. */
 async function measure(s: Server, via: 'tcp' | 'unix' | undefined, load: Load): Promise<{ rps: number; cpu: number }> {
