@@ -23,11 +23,11 @@ async function spawn(): Promise<Server> {
   // BENCH_PROF=dir: each server writes a CPU profile there when the run ends.
   const prof = process.env.BENCH_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
   const child = fork(`${HERE}servers.js`, ['kcovd'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: prof });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m: { port: number }) => resolve(m.port));
+  const origin = await new Promise<string>((resolve, reject) => {
+    child.once('message', (m: { endpoint: { origin: string } }) => resolve(m.endpoint.origin));
     child.once('exit', (code) => reject(new Error(`kcovd server exited (${code})`)));
   });
-  return { origin: `http://127.0.0.1:${port}`, child };
+  return { origin, child };
 }
 
 async function call(origin: string, method: 'POST', path: string, body: unknown): Promise<any> {
