@@ -62,6 +62,8 @@ const REQUEST_ID_RE = /^[\w.:@/+=-]{1,128}$/;
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { config } = opts;
   const engine = opts.engine ?? new Engine(engineOptions(config));
+  // The cover union folds appended records between requests (src/engine/cover/union.ts).
+  engine.background ??= (fn) => setImmediate(fn);
   const bootId = opts.bootId ?? randomUUID();
   // ioredis is loaded only when a fleet is configured.
   const fleet = config.fleetUrl === undefined ? null

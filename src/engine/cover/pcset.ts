@@ -33,6 +33,8 @@ const MIN_SLOTS = 1024;
 const MIN_SPAN = 2 ** 16;
 const MAX_SPAN = 2 ** 24;
 const NO_WINDOW = new Uint32Array(0);
+/** After the budget refused a doubling, adds that wait before the next try (memory may have been freed since). */
+const RETRY_GROWTH = 4096;
 /** Bytes per slot: lo, hi and tag words. */
 export const SLOT_BYTES = 12;
 
@@ -57,6 +59,8 @@ export class PcSet {
   /** Bytes charged to the budget. */
   bytes = 0;
   private mask: number;
+  /** Adds left before a refused growth is tried again. */
+  private backoff = 0;
   /** Presence bits of the window (NO_WINDOW when there is none); its bytes are in `bytes`. */
   win: Uint32Array = NO_WINDOW;
   /** The window: high half, first low half, span (0: no window). */
@@ -105,7 +109,18 @@ export class PcSet {
    * in, -1 when it was already there, -2 when the set could not grow (ENOMEM).
    */
   add(lo: number, hi: number, tag: number): number {
-    if ((this.size + 1) * 4 > this.slots * 3 && !this.grow(lo, hi)) return -2;
+    if ((this.size + 1) * 4 > this.slots * 3) {
+      // Refused growth is retried once every RETRY_GROWTH adds, not on each (a refusal costs an exception).
+      if (this.backoff > 0) {
+        this.backoff--;
+        if (this.find(lo, hi) >= 0) return -1;
+        return -2;
+      }
+      if (!this.grow(lo, hi)) {
+        this.backoff = RETRY_GROWTH;
+        return this.find(lo, hi) >= 0 ? -1 : -2;
+      }
+    }
     const mask = this.mask;
     const t = this.t;
     for (let i = mix(lo, hi) & mask; ; i = (i + 1) & mask) {
@@ -208,6 +223,7 @@ export class PcSet {
     this.t = new Uint32Array(0);
     this.mask = -1;
     this.size = 0;
+    this.backoff = 0;
     this.win = NO_WINDOW;
     this.winHi = this.winLo = this.winSpan = 0;
   }

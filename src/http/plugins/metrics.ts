@@ -115,7 +115,7 @@ export function createMetrics(engine: Engine): Registry {
       },
     });
   perKernelCount('kcovd_cover_new_pcs_total', 'PCs ?new=true reported new, per kernel (rate() of it: new PCs per second).', (k) => k.cover.reported);
-  perKernelCount('kcovd_cover_lost_total', 'PCs and signals the memory budget had no room for in the union.', (k) => k.cover.lost);
+  perKernelCount('kcovd_cover_lost_total', 'PCs and signals the memory budget (KCOV_COVER_LIMIT, KCOV_MEMORY_LIMIT) had no room for in the union.', (k) => k.cover.lost);
   new Gauge({
     name: 'kcovd_kernels', help: 'Kernels that exist.', registers,
     collect() { this.set(engine.kernels.size); },
