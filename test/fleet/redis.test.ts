@@ -3,95 +3,18 @@
  * instances share one union; Redis stopped and restarted empty mid-test loses
  * nothing. CI installs redis-server (.ci/run); there a missing one fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
-import type { FastifyInstance } from 'fastify';
-import { Client, json, makeApp, pcs } from '../helpers.js';
+import { json, makeApp, pcs } from '../helpers.js';
+import { RedisServer } from './servers.js';
+import { fleetStatus, need, tracing, unionOf, until } from './common.js';
 
-const have = spawnSync('redis-server', ['--version']).status === 0;
-if (!have && process.env.CI === 'true') {
-  t.fail('redis-server is not installed (apt-get install -y redis-server); CI must run these tests');
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-class RedisServer {
-  proc: ChildProcess | null = null;
-  constructor(readonly port: number, readonly dir: string) {}
-
-  async start(): Promise<void> {
-    const p = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc = p;
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const onData = (b: Buffer) => {
-        out += b.toString();
-        if (out.includes('Ready to accept connections')) resolve();
-      };
-      p.stdout!.on('data', onData);
-      p.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
-    });
-  }
-
-  async stop(): Promise<void> {
-    const p = this.proc;
-    if (p === null || p.exitCode !== null) return;
-    this.proc = null;
-    await new Promise<void>((resolve) => {
-      p.once('exit', () => resolve());
-      p.kill('SIGKILL');
-    });
-  }
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-async function fleetStatus(app: FastifyInstance): Promise<{ connected: boolean; pending: number }> {
-  return json(await app.inject({ method: 'GET', url: '/readyz' })).fleet;
-}
-
-async function tracing(app: FastifyInstance, tid: number) {
-  const c = new Client(app);
-  const fd = await c.open(tid);
-  await c.ok(fd, 'KCOV_INIT_TRACE', tid, 256);
-  await c.ok(fd, 'KCOV_ENABLE', tid, 'pc');
-  return { c, fd };
-}
-
-async function unionOf(c: Client): Promise<{ pcs: string[]; source: string; signal: number }> {
-  return json(await c.app.inject({ method: 'GET', url: `${c.base}/cover` }));
-}
+const have = need('redis-server');
 
 t.test('two instances on one Redis', { skip: have ? false : 'redis-server not installed (not CI)' }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'kcovd-redis-'));
-  const redis = new RedisServer(await freePort(), dir);
+  const redis = await RedisServer.create();
+  t.teardown(() => redis.destroy());
   await redis.start();
-  t.teardown(async () => {
-    await redis.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const env = { KCOV_FLEET_URL: `redis://127.0.0.1:${redis.port}`, KCOV_FLEET_FLUSH_MS: '10', KCOV_FLEET_TIMEOUT_MS: '1000' };
+  const env = { KCOV_FLEET_URL: redis.url, KCOV_FLEET_FLUSH_MS: '10', KCOV_FLEET_TIMEOUT_MS: '1000' };
   const A = await makeApp(t, env);
   const B = await makeApp(t, env);
   await until('A connected', async () => (await fleetStatus(A)).connected);
