@@ -85,4 +85,16 @@ t.test('two instances on a three-master Redis Cluster', { skip: have ? false : '
     t.same(await takeNew(b), ['0x300'], "A's PCs are not new on B; B's own 0x300 (never reported) is");
     t.equal((await unionOf(k2!.c)).source, 'fleet', 'the other corpus is in the cluster');
   });
+
+  t.test('DELETE /cover on B empties the corpus on both instances (one script, three keys, one slot)', async (t) => {
+    t.equal((await B.inject({ method: 'DELETE', url: '/v1/kernels/default/cover' })).statusCode, 204);
+    t.same((await unionOf(b.c)).pcs, []);
+    const ua = await unionOf(a.c);
+    t.same(ua.pcs, [], "A's union emptied at its next round");
+    t.equal(ua.source, 'fleet');
+    const node = cluster.nodeOf(keysOf('default').pc);
+    t.equal(node.cli('hlen', keysOf('default').pc), '0');
+    t.match(node.cli('get', keysOf('default').epoch), /^1:/, 'the generation went up');
+    t.same((await unionOf(k2!.c)).pcs, ['0x700', '0x704'], 'the other corpus is untouched');
+  });
 });

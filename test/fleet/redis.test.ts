@@ -6,7 +6,7 @@
 import t from 'tap';
 import { json, makeApp, pcs } from '../helpers.js';
 import { RedisServer } from './servers.js';
-import { fleetStatus, need, tracing, unionOf, until } from './common.js';
+import { fleetStatus, need, takeNew, tracing, unionOf, until } from './common.js';
 
 const have = need('redis-server');
 
@@ -74,5 +74,32 @@ t.test('two instances on one Redis', { skip: have ? false : 'redis-server not in
     // B's area still holds 0x300, which B found during the outage and never reported: new for B alone.
     t.same(json(await b.c.coverage(b.fd, 'application/json', '?new=true&reset=true')).pcs, ['0x300'], 'A\'s outage-time 0x200 is not new on B');
     t.match((await A.inject({ method: 'GET', url: '/metrics' })).body, /kcovd_fleet_round_trips_total [1-9]/);
+  });
+
+  t.test('DELETE /cover on A empties the union of the corpus on every instance', async (t) => {
+    // A second kernel of the same corpus on A: it learns of the reset as B does.
+    t.equal((await A.inject({ method: 'POST', url: '/v1/kernels', payload: { name: 'twin', dialect: 'linux', corpus: 'default' } })).statusCode, 201);
+    const twin = await tracing(A, 5, 'twin');
+    await twin.c.binary(5, pcs(0x500));
+    await until('B sees the twin\'s PC', async () => (await unionOf(b.c)).pcs.includes('0x500'));
+    await b.c.binary(1, pcs(0x600)); // in B's area when the reset comes: it does not count towards the new union
+    t.equal((await A.inject({ method: 'DELETE', url: '/v1/kernels/default/cover' })).statusCode, 204);
+    t.same((await unionOf(a.c)).pcs, [], 'A: empty');
+    // B learns it at its next round (a read runs one first).
+    const ub = await unionOf(b.c);
+    t.same(ub.pcs, [], 'B: its own union emptied too');
+    t.equal(ub.source, 'fleet');
+    t.same((await unionOf(twin.c)).pcs, [], 'the twin kernel on A too');
+    t.same(await takeNew(b), [], "what B's area held before it learnt of the reset does not count");
+    t.equal((await fleetStatus(B) as unknown as { resets: number }).resets, 1, 'B counts the reset it learnt');
+    t.match((await B.inject({ method: 'GET', url: '/metrics' })).body, /kcovd_fleet_resets_total 1\b/);
+    // B did not push its old PCs back: the corpus is empty in Redis.
+    t.equal(redis.cli('hlen', 'kcovd:{default}:pc'), '0');
+    // And every PC is new again, to whoever records it first.
+    await b.c.binary(1, pcs(0x10, 0x20));
+    t.same(await takeNew(b), ['0x10', '0x20'], 'B: new again after the reset');
+    await a.c.binary(1, pcs(0x20, 0x40));
+    t.same(await takeNew(a), ['0x40'], 'A: 0x20 was found first by B in the new union');
+    t.same((await unionOf(twin.c)).pcs, ['0x10', '0x20', '0x40'], 'one new union');
   });
 });

@@ -88,18 +88,18 @@ export async function coverRoutes(app: FastifyInstance, opts: { engine: Engine; 
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     k.cover.requireEnabled();
+    // The fleet first: its round may empty the local union (a reset on another instance).
+    const f = fleet === null ? null : await fleet.read(k);
+    if (engine.kernels.get(k.name) !== k) return sendProblem(engine, req, reply, 'ENOENT', `kernel "${k.name}" was deleted`, 404);
     k.cover.settle();
     let pcs = k.cover.pcs.sorted();
     let signal = k.cover.signals.size;
     let source: 'local' | 'fleet' = 'local';
     const lost = k.cover.lost;
-    if (fleet !== null) {
-      const f = await fleet.read(k);
-      if (f !== null) {
-        pcs = mergeSorted(f.pcs, pcs);
-        signal = Math.max(f.signal, signal);
-        source = 'fleet';
-      }
+    if (f !== null) {
+      pcs = mergeSorted(f.pcs, pcs);
+      signal = Math.max(f.signal, signal);
+      source = 'fleet';
     }
     reply.header('kcovd-cover-source', source);
     const format = req.query.format ?? negotiate(req.headers.accept);
