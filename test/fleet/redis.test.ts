@@ -42,6 +42,25 @@ t.test('two instances on one Redis', { skip: have ? false : 'redis-server not in
     t.equal(u.source, 'fleet');
   });
 
+  t.test('/metrics: the fleet union per corpus, this instance\'s per kernel, round trips and lag', async (t) => {
+    const body = (await A.inject({ method: 'GET', url: '/metrics' })).body;
+    const value = (re: RegExp) => Number(re.exec(body)?.[1] ?? NaN);
+    t.equal(value(/^kcovd_fleet_cover_pcs\{corpus="default"\} (\S+)$/m), 3, 'PCs of the corpus in Redis');
+    t.equal(value(/^kcovd_fleet_cover_signal\{corpus="default"\} (\S+)$/m), (await unionOf(a.c)).signal, 'its signal');
+    t.equal(value(/^kcovd_cover_pcs\{kernel="default"\} (\S+)$/m), 3, 'A knows all three (it learnt 0x30 from B)');
+    t.ok(value(/^kcovd_cover_signal\{kernel="default"\} (\S+)$/m) > 0);
+    t.equal(value(/^kcovd_cover_new_pcs_total\{kernel="default"\} (\S+)$/m), 2, 'A reported 0x10 and 0x20 new');
+    t.ok(value(/^kcovd_cover_new_pcs_per_minute\{kernel="default"\} (\S+)$/m) >= 0);
+    const trips = value(/^kcovd_fleet_round_trips_total (\S+)$/m);
+    t.ok(trips > 0, 'round trips');
+    const secs = value(/^kcovd_fleet_round_trip_seconds_total (\S+)$/m);
+    t.ok(secs > 0 && secs / trips < 1, 'their time: a mean latency below a second');
+    t.equal(value(/^kcovd_fleet_lag_seconds (\S+)$/m), 0, 'nothing pending: no lag');
+    t.equal(value(/^kcovd_fleet_pending (\S+)$/m), 0);
+    t.equal(value(/^kcovd_fleet_connected (\S+)$/m), 1);
+    t.equal(value(/^kcovd_fleet_failures_total (\S+)$/m), 0);
+  });
+
   t.test('Redis stopped mid-test and restarted empty: nothing lost', async (t) => {
     await a.c.binary(1, pcs(0x100));
     await until('0x100 in Redis', async () => (await unionOf(b.c)).pcs.includes('0x100'));
