@@ -143,8 +143,10 @@ export class RedisFleet implements Fleet {
   private readonly opts: RedisFleetOptions;
   private readonly timer: NodeJS.Timeout;
   private connected = false;
-  /** The last round trip failed (a cluster node down while the client stays up). */
-  private failing = false;
+  /** Corpora whose last round trip failed (a cluster node down while the client stays up). */
+  private readonly failing = new Set<string>();
+  /** Keys taken out of the journals by a push not answered yet (still pending: counted, and their age is lag). */
+  private readonly inflight = new Set<{ readonly n: number; readonly since: number }>();
   private error: string | null = 'connecting';
   private roundTrips = 0;
   private roundTripSeconds = 0;
@@ -184,7 +186,7 @@ export class RedisFleet implements Fleet {
     this.client.defineCommand('kcovdReset', { numberOfKeys: 3, lua: RESET });
     this.client.on('ready', () => {
       this.connected = true;
-      this.failing = false;
+      this.failing.clear();
       this.error = null;
       // Whatever Redis lost while away (or never had) goes back whole, once the epochs are checked.
       this.synced.clear();
@@ -208,17 +210,17 @@ export class RedisFleet implements Fleet {
   }
 
   /** One round trip (several pipelined calls), counted and timed. */
-  private async trip<T>(calls: Promise<T>[]): Promise<T[]> {
+  private async trip<T>(corpus: string, calls: Promise<T>[]): Promise<T[]> {
     const t0 = performance.now();
     try {
       const out = await Promise.all(calls);
       this.roundTrips++;
       this.roundTripSeconds += (performance.now() - t0) / 1000;
-      this.failing = false;
+      this.failing.delete(corpus);
       return out;
     } catch (e) {
       this.failures++;
-      this.failing = true;
+      this.failing.add(corpus);
       this.error = (e as Error).message;
       throw e;
     }
@@ -271,7 +273,7 @@ export class RedisFleet implements Fleet {
     const mine = this.epochs.get(u) ?? '';
     const resets = u.resets;
     const keys = keysOf(u.corpus);
-    const [cur] = await this.trip([this.script('kcovdSync')(keys.pc, keys.sig, keys.epoch, mine, fresh()) as Promise<string>]);
+    const [cur] = await this.trip(u.corpus, [this.script('kcovdSync')(keys.pc, keys.sig, keys.epoch, mine, fresh()) as Promise<string>]);
     if (!this.alive(k) || u.resets !== resets) return; // deleted, or reset here meanwhile (that reset sets the epoch)
     if (cur !== mine) {
       if (mine !== '' && generationOf(cur!) > generationOf(mine)) {
@@ -320,11 +322,15 @@ export class RedisFleet implements Fleet {
     let moved = false;
     await Promise.all(work.map(async (w) => {
       let refused = false;
+      const flight = { n: (w.pcs.length + w.signals.length) / 2, since: w.since };
+      this.inflight.add(flight);
       try {
         if ((await this.pushAll(w.corpus, w.epoch, w.pcs, w.signals, false)) !== null) return;
         refused = true;
       } catch {
         // unreachable: kept below, retried next round
+      } finally {
+        this.inflight.delete(flight);
       }
       const k = w.kernel;
       if (k === null) {
@@ -355,7 +361,7 @@ export class RedisFleet implements Fleet {
   private async orphanEpoch(o: Orphan): Promise<Orphan> {
     try {
       const keys = keysOf(o.corpus);
-      const [cur] = await this.trip([this.script('kcovdSync')(keys.pc, keys.sig, keys.epoch, o.epoch, fresh()) as Promise<string>]);
+      const [cur] = await this.trip(o.corpus, [this.script('kcovdSync')(keys.pc, keys.sig, keys.epoch, o.epoch, fresh()) as Promise<string>]);
       if (o.epoch !== '' && generationOf(cur!) > generationOf(o.epoch)) return { ...o, pcs: new Uint32Array(0), signals: new Uint32Array(0) };
       return { ...o, epoch: cur! };
     } catch {
@@ -375,7 +381,7 @@ export class RedisFleet implements Fleet {
       calls.push(push(keys.pc, keys.sig, keys.epoch, bytesOf(p), this.opts.instance, bytesOf(s), want ? '1' : '0', epoch));
       if (n === 0) break;
     }
-    const out = (await this.trip(calls)) as [number, string?, number?, number?][];
+    const out = (await this.trip(corpus, calls)) as [number, string?, number?, number?][];
     let flags = '';
     for (const r of out) {
       if (r[0] !== 1) return null;
@@ -391,7 +397,8 @@ export class RedisFleet implements Fleet {
     const n = records.length / (stride * 2);
     if (n === 0) return new Uint8Array(0);
     const u = k.cover;
-    if (!this.connected || !this.synced.has(u)) return null;
+    // Unreachable, out of step, or its slot failing (the rounds find out when it is back): the local answer, without waiting.
+    if (!this.connected || !this.synced.has(u) || this.failing.has(u.corpus)) return null;
     const epoch = this.epochs.get(u)!;
     const pcs = new Uint32Array(n * 2);
     for (let i = 0, w = (stride - 1) * 2; i < n; i++, w += stride * 2) {
@@ -424,14 +431,15 @@ export class RedisFleet implements Fleet {
   }
 
   async read(k: Kernel): Promise<FleetUnion | null> {
-    if (!this.connected) return null;
     const u = k.cover;
+    // Unreachable, or its last round trip failed (its slot down): the local union at once, not after the client's retries.
+    if (!this.connected || this.failing.has(u.corpus)) return null;
     try {
       await this.flushFresh();
       // The push failed or the epoch moved: Redis lacks ours.
       if (!this.synced.has(u) || this.pendingSince.has(u) || this.whole.has(u)) return null;
       const keys = keysOf(u.corpus);
-      const [fields, signal, epoch] = (await this.trip<unknown>([this.client.hkeysBuffer(keys.pc), this.client.scard(keys.sig), this.client.get(keys.epoch)])) as [Buffer[], number, string | null];
+      const [fields, signal, epoch] = (await this.trip<unknown>(u.corpus, [this.client.hkeysBuffer(keys.pc), this.client.scard(keys.sig), this.client.get(keys.epoch)])) as [Buffer[], number, string | null];
       if (epoch !== this.epochs.get(u)) {
         // Reset or lost since our push: the next round learns which.
         this.synced.delete(u);
@@ -458,7 +466,7 @@ export class RedisFleet implements Fleet {
     const u = k.cover;
     const keys = keysOf(u.corpus);
     try {
-      const [e] = await this.trip([this.script('kcovdReset')(keys.pc, keys.sig, keys.epoch, this.epochs.get(u) ?? '', fresh()) as Promise<string>]);
+      const [e] = await this.trip(u.corpus, [this.script('kcovdReset')(keys.pc, keys.sig, keys.epoch, this.epochs.get(u) ?? '', fresh()) as Promise<string>]);
       if (this.alive(k)) {
         this.epochs.set(u, e!);
         this.synced.add(u);
@@ -486,7 +494,11 @@ export class RedisFleet implements Fleet {
       oldest = Math.min(oldest, o.since);
     }
     for (const t of this.pendingSince.values()) oldest = Math.min(oldest, t);
-    const up = this.connected && !this.failing;
+    for (const f of this.inflight) {
+      pending += f.n;
+      if (f.n > 0) oldest = Math.min(oldest, f.since);
+    }
+    const up = this.connected && this.failing.size === 0;
     return {
       kind: 'redis',
       connected: up,

@@ -69,6 +69,12 @@ t.test('two instances on a three-master Redis Cluster', { skip: have ? false : '
     await b.c.binary(1, pcs(0x300));
     t.ok((await unionOf(b.c)).pcs.includes('0x300'));
     t.equal(json(await B.inject({ method: 'GET', url: '/readyz' })).ready, true, 'still ready: serving from the local union');
+    const down = await until('B sees the slot down', async () => {
+      const f = await fleetStatus(B);
+      return f.connected ? undefined : f;
+    });
+    t.ok(down.pending > 0, 'what B learnt is pending');
+    t.match(down.error, /CLUSTERDOWN|closed|ECONNREFUSED|redirections/i, 'and why');
 
     await node.start(); // same ports and nodes.conf: it takes its slots back, empty
     await cluster.healthy();
