@@ -15,8 +15,9 @@
  * or one some instance re-created with a new incarnation: every instance that
  * sees a different incarnation of its own generation pushes its whole union
  * again. Every push checks the epoch first and writes nothing when it is not
- * the one the instance knows; every flush round checks it for every corpus,
- * even with nothing to push, so both are learnt within one round.
+ * the one the instance knows, so an instance that pushes learns both within
+ * one flush round; one with nothing to push checks it once a second
+ * (IDLE_CHECK_MS), and GET /cover checks it before reading.
  *
  * Writes: every kernel's union keeps a journal of the keys that entered it
  * (charged to the memory budget). Every KCOV_FLEET_FLUSH_MS the journals are
@@ -44,6 +45,9 @@ import type { CorpusStatus, Fleet, FleetStatus, FleetUnion } from './fleet.js';
 
 /** Keys per script call: bounds the time Redis spends in one script. */
 const BATCH = 4096;
+
+/** A union with nothing to push has its epoch checked at most this often (ms), unless a read asks. */
+const IDLE_CHECK_MS = 1000;
 
 /** Generation of an epoch string ("<gen>:<incarnation>"; absent: 0). */
 const GEN_LUA = `
@@ -161,6 +165,10 @@ export class RedisFleet implements Fleet {
   private readonly epochs = new Map<CoverUnion, string>();
   /** Unions whose epoch was confirmed since the last (re)connect or mismatch. */
   private readonly synced = new Set<CoverUnion>();
+  /** When each union's epoch was last confirmed by a push. */
+  private readonly checkedAt = new Map<CoverUnion, number>();
+  /** The next round checks every union, idle or not (a read asked). */
+  private forceNext = false;
   /** What Redis last said of each corpus. */
   private readonly corpora = new Map<string, { pcs: number; signal: number }>();
   /** Keys of deleted kernels not pushed yet (their union's memory is gone; kept here until pushed). */
@@ -240,6 +248,7 @@ export class RedisFleet implements Fleet {
         this.pendingSince.delete(gone);
         this.epochs.delete(gone);
         this.synced.delete(gone);
+        this.checkedAt.delete(gone);
       };
     }
   }
@@ -255,7 +264,8 @@ export class RedisFleet implements Fleet {
 
   /** A round that starts after this call (one in progress may have taken its journals before the caller's records came). */
   private async flushFresh(): Promise<void> {
-    if (this.flushing !== null) await this.flushing;
+    while (this.flushing !== null) await this.flushing;
+    this.forceNext = true;
     await this.flush();
   }
 
@@ -291,6 +301,8 @@ export class RedisFleet implements Fleet {
     if (this.closed) return;
     this.adopt();
     const now = Date.now();
+    const force = this.forceNext || depth > 0;
+    this.forceNext = false;
     for (const k of this.engine.kernels.values()) {
       const u = k.cover;
       // Records still in the areas reach the union (and its journal) without waiting for a read.
@@ -310,12 +322,14 @@ export class RedisFleet implements Fleet {
         if (u.journal !== null && (u.journal.pcs.size > 0 || u.journal.signals.size > 0) && !this.pendingSince.has(u)) this.pendingSince.set(u, now);
         continue;
       }
+      const idle = !this.whole.has(u) && (u.journal === null || (u.journal.pcs.size === 0 && u.journal.signals.size === 0 && !u.journal.overflow));
+      // Nothing to push: the epoch is checked all the same (and the corpus's size read), once a second.
+      if (idle && !force && now - (this.checkedAt.get(u) ?? 0) < IDLE_CHECK_MS) continue;
       const j = u.takeJournal();
       const since = this.pendingSince.get(u) ?? now;
       this.pendingSince.delete(u);
       const base = { kernel: k, resets: u.resets, orphan: null, corpus: u.corpus, epoch: this.epochs.get(u)!, since };
       if (this.whole.delete(u)) work.push({ ...base, whole: true, pcs: u.pcs.words(), signals: u.signals.words() });
-      // Nothing to push: the epoch is checked all the same (and the corpus's size read).
       else work.push({ ...base, whole: false, pcs: j?.pcs ?? new Uint32Array(0), signals: j?.signals ?? new Uint32Array(0) });
     }
     for (const o of this.orphans.splice(0)) work.push({ kernel: null, whole: false, resets: 0, orphan: o, corpus: o.corpus, epoch: o.epoch, pcs: o.pcs, signals: o.signals, since: o.since });
@@ -325,7 +339,10 @@ export class RedisFleet implements Fleet {
       const flight = { n: (w.pcs.length + w.signals.length) / 2, since: w.since };
       this.inflight.add(flight);
       try {
-        if ((await this.pushAll(w.corpus, w.epoch, w.pcs, w.signals, false)) !== null) return;
+        if ((await this.pushAll(w.corpus, w.epoch, w.pcs, w.signals, false)) !== null) {
+          if (w.kernel !== null) this.checkedAt.set(w.kernel.cover, now);
+          return;
+        }
         refused = true;
       } catch {
         // unreachable: kept below, retried next round

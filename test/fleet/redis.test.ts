@@ -102,13 +102,16 @@ t.test('two instances on one Redis', { skip: have ? false : 'redis-server not in
     await twin.c.binary(5, pcs(0x500));
     await until('B sees the twin\'s PC', async () => (await unionOf(b.c)).pcs.includes('0x500'));
     await b.c.binary(1, pcs(0x600)); // in B's area when the reset comes: it does not count towards the new union
+    await until('B pushed 0x600 (B is idle from then on)', async () => redis.cli('hlen', 'kcovd:{default}:pc') === '8' && (await fleetStatus(B)).pending === 0);
     t.equal((await A.inject({ method: 'DELETE', url: '/v1/kernels/default/cover' })).statusCode, 204);
     t.same((await unionOf(a.c)).pcs, [], 'A: empty');
-    // B learns it at its next round (a read runs one first).
+    // B, idle and not read, learns it from its own rounds' epoch check (once a second when idle).
+    await until('B empties its union without a read', async () =>
+      /^kcovd_cover_pcs\{kernel="default"\} 0$/m.test((await B.inject({ method: 'GET', url: '/metrics' })).body), 5000);
     const ub = await unionOf(b.c);
     t.same(ub.pcs, [], 'B: its own union emptied too');
     t.equal(ub.source, 'fleet');
-    t.same((await unionOf(twin.c)).pcs, [], 'the twin kernel on A too');
+    t.same((await unionOf(twin.c)).pcs, [], 'the twin kernel on A: empty too');
     t.same(await takeNew(b), [], "what B's area held before it learnt of the reset does not count");
     t.equal((await fleetStatus(B) as unknown as { resets: number }).resets, 1, 'B counts the reset it learnt');
     t.match((await B.inject({ method: 'GET', url: '/metrics' })).body, /kcovd_fleet_resets_total 1\b/);

@@ -117,7 +117,8 @@ export async function coverRoutes(app: FastifyInstance, opts: { engine: Engine; 
         'Empties the union; records the areas hold now do not count towards the new one, and every PC is new again to whoever ' +
         "records it first. With KCOV_FLEET_URL this is a fleet-wide reset of the kernel's `corpus`: the union in Redis is emptied " +
         "and the corpus's generation raised; every other kernel of that corpus, on this instance or another, empties its own union " +
-        'at its next sync round (every KCOV_FLEET_FLUSH_MS, and before any GET /cover), and what its areas held until then does not ' +
+        'at its next epoch check (within KCOV_FLEET_FLUSH_MS when it has PCs to push, a second when idle, and before any GET /cover), ' +
+        'and what its areas held until then does not ' +
         "count either. An instance cut off from Redis at the time empties its union when it reconnects. 503 EBUSY when Redis is " +
         'unreachable: the local union is reset, the fleet\'s is not (retry once Redis is back).',
       params: KernelParams,
