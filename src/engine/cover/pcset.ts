@@ -33,6 +33,23 @@ const MIN_SLOTS = 1024;
 const MIN_SPAN = 2 ** 16;
 const MAX_SPAN = 2 ** 24;
 const NO_WINDOW = new Uint32Array(0);
+
+type Resizable = ArrayBuffer & { resize(bytes: number): void; readonly resizable: boolean };
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => Resizable;
+
+/**
+ * A zeroed table in a resizable buffer: a doubling or a clear gives the old
+ * table's memory back at once (resized to 0), not at some later GC, so the
+ * garbage of growth never holds RSS the budget does not know about.
+ */
+function allocTable(words: number): Uint32Array {
+  return new Uint32Array(new ResizableArrayBuffer(words * 4, { maxByteLength: words * 4 }), 0, words);
+}
+
+function freeTable(t: Uint32Array): void {
+  const b = t.buffer as Resizable;
+  if (b.resizable === true) b.resize(0);
+}
 /** After the budget refused a doubling, adds that wait before the next try (memory may have been freed since). */
 const RETRY_GROWTH = 4096;
 /** Bytes per slot: lo, hi and tag words. */
@@ -149,7 +166,7 @@ export class PcSet {
     }
     this.dropWindow();
     const old = this.t;
-    const t = new Uint32Array(slots * 3);
+    const t = allocTable(slots * 3);
     const mask = slots - 1;
     for (let j = 0; j < old.length; j += 3) {
       const tag = old[j + 2]!;
@@ -162,6 +179,7 @@ export class PcSet {
       t[i * 3 + 2] = tag;
     }
     this.budget.release(this.bytes);
+    freeTable(old);
     this.t = t;
     this.mask = mask;
     this.bytes = bytes;
@@ -194,7 +212,7 @@ export class PcSet {
     } catch {
       return;
     }
-    const win = new Uint32Array(span / 32);
+    const win = allocTable(span / 32);
     for (let j = 0; j < t.length; j += 3) {
       if (t[j + 2] === EMPTY || t[j + 1] !== hintHi) continue;
       const off = (t[j]! - base) >>> 0;
@@ -212,6 +230,7 @@ export class PcSet {
     const bytes = this.winSpan / 8;
     this.budget.release(bytes);
     this.bytes -= bytes;
+    freeTable(this.win);
     this.win = NO_WINDOW;
     this.winHi = this.winLo = this.winSpan = 0;
   }
@@ -220,6 +239,8 @@ export class PcSet {
   clear(): void {
     this.budget.release(this.bytes);
     this.bytes = 0;
+    freeTable(this.t);
+    freeTable(this.win);
     this.t = new Uint32Array(0);
     this.mask = -1;
     this.size = 0;
