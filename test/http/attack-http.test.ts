@@ -4,7 +4,9 @@
  * (API.md "Additions"), and slow clients are cut at the bounds the README states.
  */
 import t from 'tap';
-import { healthzMs, http, raw, startServer, type RawReply } from './attack-server.js';
+import { healthzBound, healthzMs, http, MEMORY_LIMIT, raw, RSS_ALLOWANCE, startServer, type RawReply } from './attack-server.js';
+
+const CEILING = MEMORY_LIMIT + RSS_ALLOWANCE;
 
 interface Assert {
   equal(...args: any[]): unknown;
@@ -47,7 +49,8 @@ t.test('HTTP-level failures are problem+json with an errno and the request id', 
   // A body longer than its Content-Length: the rest is read as the next request, which is garbage.
   const long = await raw(port, (sock) => sock.write(http('POST', '/v1/kernels/default/descriptors', { 'content-type': 'application/json', 'content-length': 2 }, '{}XXXX\r\n\r\n')));
   t.equal(long.status, 201, 'the declared body is served');
-  t.ok(await healthzMs(port) < 1000, 'up after it');
+  t.ok(s.peak() < CEILING, `peak RSS ${(s.peak() / 2 ** 20).toFixed(0)} MiB < ${CEILING / 2 ** 20} MiB`);
+  t.ok(await healthzMs(port) < healthzBound(), 'up after it');
 });
 
 t.test('slow clients are cut: headers at KCOV_HEADERS_TIMEOUT, the whole request at KCOV_REQUEST_TIMEOUT', async (t) => {
@@ -72,11 +75,12 @@ t.test('slow clients are cut: headers at KCOV_HEADERS_TIMEOUT, the whole request
     }, 50);
   }, 6000);
   const during = await healthzMs(port);
-  t.ok(during < 1000, `/healthz answers during the attack (${during} ms)`);
+  t.ok(during < healthzBound(), `/healthz answers during the attack (${during} ms)`);
   const [a, b] = await Promise.all([loris, trickle]);
   isProblem(t, a, 408, 'ETIMEDOUT');
   t.ok(a.ms < 800 + 1500, `headers cut near KCOV_HEADERS_TIMEOUT (${a.ms} ms)`);
   isProblem(t, b, 408, 'ETIMEDOUT');
   t.ok(b.ms < 1500 + 1500, `the body cut near KCOV_REQUEST_TIMEOUT (${b.ms} ms)`);
-  t.ok(await healthzMs(port) < 1000, 'up after it');
+  t.ok(s.peak() < CEILING, `peak RSS ${(s.peak() / 2 ** 20).toFixed(0)} MiB < ${CEILING / 2 ** 20} MiB`);
+  t.ok(await healthzMs(port) < healthzBound(), 'up after it');
 });

@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import t from 'tap';
-import { http, parseReply, raw, startServer } from './attack-server.js';
+import { http, MEMORY_LIMIT, parseReply, raw, RSS_ALLOWANCE, startServer } from './attack-server.js';
 
 t.test('SIGTERM with a stalled upload: /readyz 503 while draining, the upload answered 503, exit 0', async (t) => {
   const s = await startServer({ KCOV_SHUTDOWN_GRACE: '1000', KCOV_SHUTDOWN_TIMEOUT: '3000' });
@@ -38,6 +38,7 @@ t.test('SIGTERM with a stalled upload: /readyz 503 while draining, the upload an
   const refused = await raw(s.port, http('GET', '/readyz'), 1000);
   t.ok(refused.closed && refused.status === 0, 'after the grace period new connections are refused');
 
+  t.ok(s.peak() < MEMORY_LIMIT + RSS_ALLOWANCE, `peak RSS ${(s.peak() / 2 ** 20).toFixed(0)} MiB during the drain`);
   const reply = parseReply(await stalled);
   const answeredAfter = Date.now() - signalled;
   t.equal(reply?.status, 503, 'the stalled upload is answered 503');

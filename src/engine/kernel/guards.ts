@@ -8,6 +8,12 @@
  * table grows. A PC that finds no room (KCOV_MAX_GUARDS reached, or the budget
  * refuses the growth) gets no guard: it is recorded and never de-duplicated,
  * like a PC beyond the bitmap.
+ *
+ * Growing doubles the table: the new one is charged in full before it is
+ * allocated, the old one stays charged until its PCs are copied, and then its
+ * memory is given back at once (each table is one resizable ArrayBuffer,
+ * resized to 0), not at some later GC: garbage tables waiting for a collection
+ * held ~50 MiB of uncharged RSS at a full budget (docs/limits.md).
  */
 import type { KernelMemory } from './memory.js';
 
@@ -16,15 +22,21 @@ export const NO_GUARD = Number.MAX_SAFE_INTEGER;
 /** Bytes of one slot: two key halves and an index. */
 export const GUARD_SLOT_BYTES = 12;
 const FIRST_SLOTS = 1024;
+/** New PCs refused a guard without a budget check after the budget refused the table's growth. */
+export const RETRY_AFTER_REFUSED = 65536;
 
 export class GuardIndex {
   /** [I] distinct PCs that get a guard (KCOV_MAX_GUARDS); undefined: no cap. */
   private readonly max: number | undefined;
   private readonly account: KernelMemory;
+  /** The table's memory: keys (slots * 8 bytes) then vals (slots * 4). */
+  private buffer: ArrayBuffer = new ArrayBuffer(0);
   private keys = new Uint32Array(0);
   private vals = new Uint32Array(0);
   private mask = -1;
   private count = 0;
+  /** [E] new PCs still to be refused without asking the budget again, after it refused a growth. */
+  private backoff = 0;
 
   constructor(max: number | undefined, account: KernelMemory) {
     this.max = max;
@@ -57,7 +69,18 @@ export class GuardIndex {
     }
     // Past KCOV_MAX_GUARDS a PC gets no guard.
     if (this.max !== undefined && this.count >= this.max) return NO_GUARD;
-    if ((this.count + 1) * 2 > this.vals.length && !this.grow()) return NO_GUARD;
+    if ((this.count + 1) * 2 > this.vals.length) {
+      // A refused growth is not asked again for every new PC: a batch of a million of
+      // them would cost a million ENOMEM errors (seconds of CPU and their garbage).
+      if (this.backoff > 0) {
+        this.backoff--;
+        return NO_GUARD;
+      }
+      if (!this.grow()) {
+        this.backoff = RETRY_AFTER_REFUSED;
+        return NO_GUARD;
+      }
+    }
     const idx = ++this.count;
     this.insert(lo, hi, idx);
     return idx;
@@ -72,26 +95,54 @@ export class GuardIndex {
     this.vals[i] = idx;
   }
 
-  /** Double the table (charged first); false when the budget refuses. */
+  /**
+   * Double the table. The new table is charged in full before it is allocated
+   * and the old one stays charged until it is copied, so the account covers
+   * both while both live; false when the budget refuses.
+   */
   private grow(): boolean {
+    const oldBytes = this.vals.length * GUARD_SLOT_BYTES;
     const slots = this.vals.length === 0 ? FIRST_SLOTS : this.vals.length * 2;
-    const added = (slots - this.vals.length) * GUARD_SLOT_BYTES;
+    const newBytes = slots * GUARD_SLOT_BYTES;
     try {
-      this.account.charge(added, `KCOV_UNIQUE_ENABLE guard table (${slots} slots)`, 'guards');
+      this.account.charge(newBytes, `KCOV_UNIQUE_ENABLE guard table (${slots} slots)`, 'guards');
     } catch {
       return false;
     }
+    const oldBuffer = this.buffer;
     const oldKeys = this.keys;
     const oldVals = this.vals;
-    this.keys = new Uint32Array(slots * 2);
-    this.vals = new Uint32Array(slots);
+    try {
+      this.buffer = allocTable(newBytes);
+    } catch {
+      this.account.release(newBytes, 'guards');
+      return false;
+    }
+    this.keys = new Uint32Array(this.buffer, 0, slots * 2);
+    this.vals = new Uint32Array(this.buffer, slots * 8, slots);
     this.mask = slots - 1;
     for (let i = 0; i < oldVals.length; i++) {
       const v = oldVals[i]!;
       if (v !== 0) this.insert(oldKeys[i * 2]!, oldKeys[i * 2 + 1]!, v);
     }
+    freeTable(oldBuffer);
+    this.account.release(oldBytes, 'guards');
     return true;
   }
+}
+
+type Resizable = ArrayBuffer & { resize(bytes: number): void; readonly resizable: boolean };
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => Resizable;
+
+/** A zeroed table of `bytes`, resizable so that freeTable can give its memory back at once. */
+function allocTable(bytes: number): ArrayBuffer {
+  return new ResizableArrayBuffer(bytes, { maxByteLength: bytes });
+}
+
+/** Give a table's memory back now (V8 decommits a shrunk resizable buffer's pages) rather than at the next GC. */
+function freeTable(buffer: ArrayBuffer): void {
+  const b = buffer as Resizable;
+  if (b.resizable === true) b.resize(0);
 }
 
 function hash(lo: number, hi: number): number {

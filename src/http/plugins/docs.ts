@@ -81,9 +81,11 @@ errno name (\`errno\`) and number (\`code\`).
 Errno → status: EINVAL, ENOTTY, EFAULT → 400; EPERM, EACCES → 403; ENOENT, EBADF, ESRCH → 404;
 EBUSY, EEXIST, ENXIO, ENOBUFS → 409; EOPNOTSUPP/ENOTSUPP → 501; ENOMEM → 507. A request the
 kernel would never see (bad JSON, wrong type, unknown field) is 400 EINVAL. HTTP-level limits keep
-their HTTP status: 413 body too large, 415 unsupported Content-Type and 416 unsatisfiable Range
-(errno EINVAL), 401 without the bearer token when KCOV_TOKEN is set (errno EACCES, with
-WWW-Authenticate), 503 while the server drains for shutdown (errno EBUSY); an unknown route is
+their HTTP status: 413 E2BIG for a body past KCOV_BODY_LIMIT (or a JSON body past KCOV_JSON_LIMIT),
+415 unsupported Content-Type and 416 unsatisfiable Range (errno EINVAL), 414 and 431 ENAMETOOLONG,
+408 ETIMEDOUT, 401 without the bearer token when KCOV_TOKEN is set (errno EACCES, with
+WWW-Authenticate), 503 EBUSY with Retry-After when request bodies in flight would pass
+KCOV_INFLIGHT_LIMIT or KCOV_MEMORY_LIMIT, and while the server drains for shutdown; an unknown route is
 404 ENOENT. Service caps (KCOV_MAX_KERNELS, _DESCRIPTORS, _THREADS, _REMOTES) fail like an
 allocation would: 507 ENOMEM. OpenBSD's kr_barrier waits are bounded (KCOV_BARRIER_TIMEOUT_MS),
 then 409 ETIMEDOUT with nothing changed.
@@ -110,7 +112,8 @@ HTTP around it:
 - Compression: JSON, problem+json and text replies of at least KCOV_COMPRESS_THRESHOLD bytes (default 1024) are
   gzip- or deflate-encoded as Accept-Encoding allows; binary only with KCOV_COMPRESS=all, and a 206 part never.
   Request bodies may be \`Content-Encoding: gzip\`, \`deflate\` or \`br\`; KCOV_BODY_LIMIT applies to the decoded size
-  (413 past it), another coding is 415.
+  (413 E2BIG past it) and the decoded bytes count against KCOV_INFLIGHT_LIMIT as they inflate (503 EBUSY past it);
+  another coding is 415.
 - Coverage snapshots carry a weak ETag; \`If-None-Match\` with the current one answers 304 with no body (also after a
   long-poll that saw no change), never on a read with \`reset=true\`. \`If-Range\` always gets the whole area.`;
 

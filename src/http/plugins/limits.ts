@@ -3,7 +3,8 @@
  * charged to the engine's MemoryBudget (KCOV_MEMORY_LIMIT) as "request bodies
  * in flight", so a crowd of slow uploads cannot take memory the areas were
  * promised. A body with a Content-Length is reserved whole before a byte of it
- * is read; a chunked body is charged chunk by chunk as it arrives. Past either
+ * is read; a chunked body is charged chunk by chunk as it arrives, and so is a
+ * gzip, deflate or br body, by its decoded bytes as they are inflated. Past either
  * budget the request is 503 EBUSY with Retry-After and the connection closes
  * (its body is not read). The charge is released exactly once, when the
  * response is over: sent, failed, aborted or timed out ('close' of the
@@ -16,6 +17,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Engine } from '../../engine/engine.js';
 import { KcovError } from '../../engine/errno.js';
+import { encodedLength } from './compress.js';
 import { sendProblem } from './errors.js';
 
 export const INFLIGHT_WHAT = 'request bodies in flight';
@@ -42,6 +44,13 @@ export class TooBig extends Error {
 export const JSON_COST = 24;
 /** Bodies whose cost is under this are not charged. */
 export const SMALL_BODY = 64 * 1024;
+
+/**
+ * What a decoder itself holds while a Content-Encoding body inflates, charged up front:
+ * brotli's ring buffer is as large as the stream's window, up to 16 MiB (node does not
+ * enable large windows); zlib's inflate state is a 32 KiB window and ~7 KiB of tables.
+ */
+export const DECODER_COST: Readonly<Record<string, number>> = { br: 16 * 1024 * 1024, gzip: 64 * 1024, 'x-gzip': 64 * 1024, deflate: 64 * 1024 };
 
 function isJson(contentType: string | undefined): boolean {
   return contentType !== undefined && /^\s*application\/json\s*(;|$)/i.test(contentType);
@@ -158,9 +167,21 @@ export function registerLimits(app: FastifyInstance, engine: Engine, opts: { inf
       return;
     }
     const cl = raw.headers['content-length'];
-    const chunked = raw.headers['transfer-encoding'] !== undefined;
+    // A Content-Encoding body reaches this hook decoded (compress.ts runs first and drops its
+    // Content-Length, which counted the encoded bytes): it is charged as its decoded chunks pass.
+    const chunked = raw.headers['transfer-encoding'] !== undefined || encodedLength(req) !== undefined;
     if (cl === undefined && !chunked) return done(null, payload);
     let charged = 0;
+    const coding = raw.headers['content-encoding'];
+    const decoder = coding === undefined ? 0 : DECODER_COST[String(coding).trim().toLowerCase()] ?? 0;
+    if (decoder > 0) {
+      const why = account.take(decoder);
+      if (why !== null) {
+        busy(engine, req, reply, why);
+        return;
+      }
+      charged = decoder;
+    }
     const json = isJson(raw.headers['content-type']);
     const factor = json ? JSON_COST : 1;
     if (!chunked) {

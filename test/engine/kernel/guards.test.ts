@@ -1,7 +1,7 @@
 /** KCOV_UNIQUE_ENABLE guard indices: persistent, compact, charged, and bounded by the budget. */
 import t from 'tap';
 import { Engine } from '../../../src/engine/engine.js';
-import { GUARD_SLOT_BYTES, GuardIndex, NO_GUARD } from '../../../src/engine/kernel/guards.js';
+import { GUARD_SLOT_BYTES, GuardIndex, NO_GUARD, RETRY_AFTER_REFUSED } from '../../../src/engine/kernel/guards.js';
 import { KernelMemory } from '../../../src/engine/kernel/memory.js';
 import { MemoryBudget } from '../../../src/engine/memory.js';
 
@@ -53,4 +53,35 @@ t.test('KCOV_MAX_GUARDS caps the guards; a million distinct PCs cost about 24 Mi
   t.same(e.checkInvariants(), []);
   e.deleteKernel('default');
   t.equal(e.budget.used, 0, 'released with the kernel');
+});
+
+t.test('a doubling needs room for the old and the new table at once; after the copy only the new one is charged', async (t) => {
+  const fill = (g: GuardIndex, from: number, n: number) => {
+    for (let i = from; i < from + n; i++) g.indexOf(i, 7);
+  };
+  const tight = new MemoryBudget((1024 + 2048) * GUARD_SLOT_BYTES - 1);
+  const g1 = new GuardIndex(undefined, new KernelMemory(tight));
+  fill(g1, 0, 512);
+  t.equal(g1.indexOf(10_000, 7), NO_GUARD, 'old 1024 + new 2048 slots do not fit: refused');
+  t.equal(tight.used, 1024 * GUARD_SLOT_BYTES, 'nothing of the refused table stays charged');
+  const room = new MemoryBudget((1024 + 2048) * GUARD_SLOT_BYTES);
+  const g2 = new GuardIndex(undefined, new KernelMemory(room));
+  fill(g2, 0, 512);
+  t.not(g2.indexOf(10_000, 7), NO_GUARD, 'they fit: the table grows');
+  t.equal(room.used, 2048 * GUARD_SLOT_BYTES, 'the old table is given back after the copy');
+  t.equal(g2.bytes, 2048 * GUARD_SLOT_BYTES);
+});
+
+t.test('after a refused growth the budget is asked again only every RETRY_AFTER_REFUSED new PCs', async (t) => {
+  const budget = new MemoryBudget(1 << 30);
+  const g = new GuardIndex(undefined, new KernelMemory(budget));
+  // Take all but a little of the budget: the first table (1024 slots) does not fit.
+  budget.charge((1 << 30) - 100, 'test', 'other');
+  t.equal(g.indexOf(1, 0), NO_GUARD, 'refused');
+  budget.release((1 << 30) - 100, 'other');
+  let guarded = 0;
+  for (let i = 0; i < RETRY_AFTER_REFUSED; i++) if (g.indexOf(100 + i, 0) !== NO_GUARD) guarded++;
+  t.equal(guarded, 0, 'the next RETRY_AFTER_REFUSED new PCs get none without a budget check');
+  t.equal(g.indexOf(1, 0), 1, 'room again, and the backoff is over: the next new PC gets a guard');
+  t.equal(g.indexOf(1, 0), 1);
 });
