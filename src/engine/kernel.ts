@@ -426,6 +426,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
       cpu.area = null;
     }
     this.cover.release();
+    this.guards.release();
     // Whatever a dialect still held is released with the kernel.
     this.account.releaseAll();
     this.changes.clear();

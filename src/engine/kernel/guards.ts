@@ -53,6 +53,18 @@ export class GuardIndex {
     return this.vals.length * GUARD_SLOT_BYTES;
   }
 
+  /** The kernel is being deleted: give the table's memory back now, not at the next GC. */
+  release(): void {
+    const bytes = this.bytes;
+    freeTable(this.buffer);
+    this.buffer = new ArrayBuffer(0);
+    this.keys = new Uint32Array(0);
+    this.vals = new Uint32Array(0);
+    this.mask = -1;
+    this.count = 0;
+    this.account.release(bytes, 'guards');
+  }
+
   /** Guard index of a PC, assigned on first sight; NO_GUARD when there is no room for one. */
   indexOf(lo: number, hi: number): number {
     const vals = this.vals;
