@@ -195,6 +195,8 @@ function applyEach(target: TraceTarget | null, segments: readonly Segment[]): Ev
             continue;
           }
           bits[k] = (bits[k]! | mask) >>> 0;
+          // The bitmap is part of the area (an ETag covers it) even when the record is then dropped.
+          u.bitmap.touch();
         }
         if (target.area.pushPC(lo, hi)) r.accepted++;
         else r.dropped++;

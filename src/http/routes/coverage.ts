@@ -10,7 +10,7 @@ import { countBody, coverageQuery, fastValidator, fdParams, sendJson } from '../
 import { BinaryBody } from '../plugins/docs.js';
 import { sendProblem } from '../plugins/errors.js';
 import { SnapshotPool } from '../codecs/snapshot-pool.js';
-import { noneMatch, snapshotTag } from '../plugins/etag.js';
+import { areaTag, noneMatch } from '../plugins/etag.js';
 import type { Fleet } from '../../fleet/fleet.js';
 import { newCoverageReply } from './cover.js';
 
@@ -58,8 +58,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     const reset = req.query.reset === 'true' || req.query.reset === '1';
     if (req.query.new === 'true' || req.query.new === '1') return newCoverageReply(opts.fleet ?? null, reply, k, d, m, format, mode, reset);
     // The tag of what this reply is made of; a read with a side effect (reset) is never 304.
-    const tag = format === 'binary' ? snapshotTag(m.area.bytes, 'binary')
-      : snapshotTag(m.trace.bytes.subarray(0, (1 + m.trace.visible(strideOf(mode)) * strideOf(mode)) * 8), `${format} ${mode} ${m.trace.words}`);
+    const tag = format === 'binary' ? areaTag(m.area.stamp, 'b') : areaTag(m.trace.stamp, `${format === 'json' ? 'j' : 't'}${mode}${m.trace.words}`);
     reply.header('etag', tag);
     if (!reset && noneMatch(req.headers['if-none-match'], tag)) return reply.code(304).send();
     // Every format is encoded from the area at this instant, before any reset. A large
