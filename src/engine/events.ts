@@ -57,7 +57,8 @@ export function decodeJsonEvents(body: Record<string, unknown>, order: readonly 
     switch (key) {
       case 'pcs': {
         const w = new Uint32Array(list.length * 2);
-        for (let i = 0; i < list.length; i++) u64At(list[i], w, i * 2, `pcs[${i}]`);
+        // The value's name is spelt only for an error: no string per PC.
+        for (let i = 0; i < list.length; i++) if (!parseU64(list[i], w, i * 2)) u64At(list[i], w, i * 2, `pcs[${i}]`);
         out.push(segment('pc', w));
         break;
       }

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CountBody, CountReply, CoverageJson, CoverageQuery, FdParams, NoContent, problems } from '../../../schemas/index.js';
@@ -48,8 +48,18 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
       },
     },
     validatorCompiler: fastValidator({ params: fdParams, querystring: coverageQuery }),
-  }, async (req, reply) => {
-    await app.longPoll.waitForChange(engine, req.params.kernel, req.params.fd, req.query.wait, req.query.since, reply.raw);
+  }, (req, reply) => {
+    // Sync unless it long-polls: no promise and no thenable reply for Fastify to wait on.
+    const wait = req.query.wait;
+    if (wait !== undefined && wait > 0) {
+      return app.longPoll.waitForChange(engine, req.params.kernel, req.params.fd, wait, req.query.since, reply.raw).then(() => snapshot(req, reply));
+    }
+    const r = snapshot(req, reply);
+    return r instanceof Promise ? r : undefined;
+  });
+
+  type SnapshotReq = { params: { kernel: string; fd: number }; query: { format?: 'binary' | 'json' | 'text'; mode?: 'pc' | 'cmp'; reset?: string; new?: string }; headers: FastifyRequest['headers'] };
+  const snapshot = (req: SnapshotReq & FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> => {
     const k = engine.kernel(req.params.kernel);
     const d = k.descriptor(req.params.fd);
     const m = k.mapping(d);
@@ -114,7 +124,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     if (range === null) return reply.send(snap);
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
     return reply.send(snap);
-  });
+  };
 
   r.put(`${path}/count`, {
     schema: {
@@ -125,9 +135,9 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
       response: { 200: CountReply, ...problems(400, 404, 507) },
     },
     validatorCompiler: fastValidator({ params: fdParams, body: countBody }),
-  }, async (req, reply) => {
+  }, (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const m = k.setCount(k.descriptor(req.params.fd), req.body.count);
-    return sendJson(reply, `{"count":${m.trace.count},"words":${m.trace.words}}`);
+    sendJson(reply, `{"count":${m.trace.count},"words":${m.trace.words}}`);
   });
 }
