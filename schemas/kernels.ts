@@ -56,6 +56,7 @@ const CATEGORY_DOCS: Record<MemoryCategory, string> = {
   cover: 'the cover union (cumulative PCs and signals) and its fleet journal',
   bodies: 'request bodies in flight',
   snapshots: 'snapshot encodings being written',
+  pool: 'freed areas kept for reuse (KCOV_AREA_POOL); given back whenever a charge needs the room',
   other: 'charged without a category',
 };
 

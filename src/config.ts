@@ -55,6 +55,10 @@ export const SETTINGS = [
     doc: 'bytes that all coverage areas may take together (`512M`, `1GiB`, ...). Past it: **507 ENOMEM**',
   },
   {
+    env: 'KCOV_AREA_POOL', key: 'areaPool', kind: { type: 'size' }, default: undefined, shown: '¼ of `KCOV_MEMORY_LIMIT`, at most `256M`', engine: 'engine',
+    doc: 'bytes of freed areas (of 1 MiB or more) kept for reuse by an area of the same size, zeroed as a fresh one: a fresh area\'s pages fault in on first write, which costs more than storing the records. Charged to `KCOV_MEMORY_LIMIT` as `pool` and given back whenever a charge needs the room; `0` keeps none',
+  },
+  {
     env: 'KCOV_TOKEN', key: 'token', kind: { type: 'string' }, default: undefined, shown: 'unset',
     doc: 'bearer token every route but `/healthz` and `/readyz` requires (401 otherwise); see [Operations](operations.md#authentication)',
   },

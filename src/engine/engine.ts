@@ -21,6 +21,8 @@ export interface EngineOptions {
   readonly maxKernels?: number | undefined;
   /** Caps each kernel gets (KCOV_MAX_DESCRIPTORS, KCOV_MAX_THREADS, ...). */
   readonly kernelCaps?: KernelCaps | undefined;
+  /** Bytes of freed areas kept for reuse (KCOV_AREA_POOL); ¼ of memoryLimit, at most 256 MiB, when absent. */
+  readonly areaPool?: number | undefined;
   /** Keep a cover union per kernel (KCOV_COVER, default on). */
   readonly cover?: boolean | undefined;
 }
@@ -46,7 +48,7 @@ export class Engine {
 
   constructor(options: EngineOptions) {
     this.options = options;
-    this.budget = new MemoryBudget(options.memoryLimit);
+    this.budget = new MemoryBudget(options.memoryLimit, options.areaPool ?? Math.min(256 * 1024 ** 2, Math.floor(options.memoryLimit / 4)));
     this.createKernel({ name: 'default', dialect: options.dialect });
   }
 

@@ -6,7 +6,8 @@
  *  - memory: per category, the budget's engine-side use equals the sum of the
  *    kernels' accounts; each kernel's area bytes equal the bytes of its live
  *    (allocated, not freed) buffers; all within KCOV_MEMORY_LIMIT; no buffer
- *    was freed twice;
+ *    was freed twice; the area pool holds what it is charged for, within
+ *    KCOV_AREA_POOL, and none of its buffers is live;
  *  - no orphans: every live buffer is reachable from its kernel (a descriptor,
  *    a thread, a CPU, or the dialect's state: remotes, section pools), and
  *    every area reachable is live (nothing points at freed memory);
@@ -42,6 +43,13 @@ export function checkInvariants(engine: Engine): string[] {
   for (const v of Object.values(by)) total += v;
   if (budget.used !== total) out.push(`budget.used ${budget.used} != sum of its categories ${total}`);
   if (budget.used < 0 || budget.used > budget.limit) out.push(`budget.used ${budget.used} outside 0..${budget.limit}`);
+  let idle = 0;
+  for (const b of budget.idleBuffers()) {
+    idle += b.byteLength;
+    for (const k of engine.kernels.values()) if (k.account.isLive(b)) out.push(`kernel "${k.name}": a live area's buffer is also idle in the pool`);
+  }
+  if (by.pool !== idle) out.push(`budget pool ${by.pool} != bytes of idle buffers ${idle}`);
+  if (by.pool > budget.poolLimit) out.push(`budget pool ${by.pool} over KCOV_AREA_POOL ${budget.poolLimit}`);
   return out;
 }
 

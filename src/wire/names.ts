@@ -35,6 +35,6 @@ export const IF_BOOT_HEADER = 'if-kcovd-boot';
  * was charged without a category.
  */
 export const MEMORY_CATEGORIES = [
-  'areas', 'sections', 'guards', 'remotes', 'threads', 'descriptors', 'waiters', 'cover', 'bodies', 'snapshots', 'other',
+  'areas', 'sections', 'guards', 'remotes', 'threads', 'descriptors', 'waiters', 'cover', 'bodies', 'snapshots', 'pool', 'other',
 ] as const;
 export type MemoryCategory = (typeof MEMORY_CATEGORIES)[number];

@@ -74,3 +74,82 @@ t.test('HTTP: ENOMEM past KCOV_MEMORY_LIMIT across kernels, and GET /v1/kernels 
   await d.ok(fd3, 'KCOV_INIT_TRACE', 2, WORDS);
   t.same(json(await app.inject({ method: 'GET', url: '/v1/kernels' })).memory.by.areas, 2 * WORDS * 8, 'freed by the delete, taken again');
 });
+
+const MIB_WORDS = 128 * 1024; // 1 MiB an area: the smallest the pool keeps
+
+t.test('engine: a freed area of 1 MiB or more is pooled, charged as pool, and reused zeroed by an area of its size', async (t) => {
+  const engine = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 64 * 1024 ** 2, areaPool: 4 * 1024 ** 2 });
+  const k = engine.kernel('default');
+  const by = () => engine.budget.breakdown();
+  const fd = k.open(1).fd;
+  k.ioctl(fd, 'KCOV_INIT_TRACE', 1, MIB_WORDS);
+  const first = k.descriptor(fd).area!;
+  first.u32.fill(0xabcd);
+  k.close(fd);
+  t.equal(by().areas, 0, 'the area is no longer charged as an area');
+  t.equal(by().pool, MIB_WORDS * 8, 'its buffer is charged as pool while idle');
+  t.same(engine.checkInvariants(), []);
+
+  const fd2 = k.open(1).fd;
+  k.ioctl(fd2, 'KCOV_INIT_TRACE', 1, MIB_WORDS);
+  const again = k.descriptor(fd2).area!;
+  t.equal(again.buffer, first.buffer, 'the same buffer is reused');
+  t.ok(again.u32.every((w) => w === 0), 'and reads as a fresh area: all zero');
+  t.equal(by().pool, 0);
+  t.equal(by().areas, MIB_WORDS * 8);
+  t.equal(engine.budget.reused, 1);
+
+  // Another size does not take it; a small area is never pooled.
+  k.close(fd2);
+  const fd3 = k.open(1).fd;
+  k.ioctl(fd3, 'KCOV_INIT_TRACE', 1, 2 * MIB_WORDS);
+  t.not(k.descriptor(fd3).area!.buffer, first.buffer);
+  t.equal(by().pool, MIB_WORDS * 8, 'the 1 MiB buffer stays idle');
+  const fd4 = k.open(1).fd;
+  k.ioctl(fd4, 'KCOV_INIT_TRACE', 1, WORDS);
+  k.close(fd4);
+  t.equal(by().pool, MIB_WORDS * 8, 'an 8 KiB area is not pooled');
+  t.same(engine.checkInvariants(), []);
+});
+
+t.test('engine: the pool never makes a charge fail: idle buffers are given back, oldest first, to make room', async (t) => {
+  const limit = 8 * 1024 ** 2;
+  const engine = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: limit, areaPool: limit });
+  const k = engine.kernel('default');
+  const open = (words: number) => {
+    const fd = k.open(1).fd;
+    k.ioctl(fd, 'KCOV_INIT_TRACE', 1, words);
+    return fd;
+  };
+  const fds = [open(MIB_WORDS), open(MIB_WORDS), open(2 * MIB_WORDS)];
+  for (const fd of fds) k.close(fd);
+  t.equal(engine.budget.breakdown().pool, 4 * 1024 ** 2, 'all three idle');
+  // 6 MiB of a new size needs 2 of the idle 4 MiB back: the two oldest (1 MiB each) go.
+  open(6 * MIB_WORDS - 1024);
+  t.equal(engine.budget.breakdown().pool, 2 * 1024 ** 2, 'the 2 MiB buffer, the newest, is still idle');
+  t.equal(engine.budget.evicted, 2);
+  t.ok(engine.budget.used <= limit);
+  // What does not fit even with the pool emptied fails and changes nothing.
+  const fd = k.open(1).fd;
+  const before = engine.budget.breakdown();
+  let err: unknown;
+  try {
+    k.ioctl(fd, 'KCOV_INIT_TRACE', 1, 8 * MIB_WORDS);
+  } catch (e) {
+    err = e;
+  }
+  t.ok(err instanceof KcovError && err.errno === 'ENOMEM', 'ENOMEM');
+  t.same(engine.budget.breakdown(), before, 'a refused charge gives nothing back from the pool');
+  t.same(engine.checkInvariants(), []);
+});
+
+t.test('engine: KCOV_AREA_POOL=0 keeps nothing', async (t) => {
+  const engine = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 64 * 1024 ** 2, areaPool: 0 });
+  const k = engine.kernel('default');
+  const fd = k.open(1).fd;
+  k.ioctl(fd, 'KCOV_INIT_TRACE', 1, MIB_WORDS);
+  k.close(fd);
+  t.equal(engine.budget.breakdown().pool, 0);
+  t.equal(engine.budget.breakdown().areas, 0);
+  t.equal(engine.budget.reused + engine.budget.evicted, 0);
+});

@@ -9,6 +9,16 @@
  *
  * A tag is the caller's: the cover union keeps which area epoch folded a PC
  * in it (see union.ts); a plain set stores 1.
+ *
+ * In front of the table, a presence window: one bit per address of the span
+ * [winLo, winLo + winSpan) of high half winHi, set exactly when that key is in
+ * the set. PCs (and the edge signals made from them) of one program lie in a
+ * span of a few MiB, and a trace repeats them millions of times: foldRecords()
+ * answers "already there" with one bit test instead of a hash probe, which
+ * makes folding a trace cost little more than reading it. The window is chosen
+ * again at every doubling, from the keys then held (amortised over them),
+ * charged with the table, and dropped when the budget refuses it: keys outside
+ * it take the probe.
  */
 /** Where a set's bytes are charged: the memory budget, or a kernel's account of it. */
 export interface Charger {
@@ -19,6 +29,10 @@ export interface Charger {
 
 export const EMPTY = 0;
 const MIN_SLOTS = 1024;
+/** Window spans, in addresses (one bit each): 8 KiB to 2 MiB of bits. */
+const MIN_SPAN = 2 ** 16;
+const MAX_SPAN = 2 ** 24;
+const NO_WINDOW = new Uint32Array(0);
 /** Bytes per slot: lo, hi and tag words. */
 export const SLOT_BYTES = 12;
 
@@ -43,6 +57,12 @@ export class PcSet {
   /** Bytes charged to the budget. */
   bytes = 0;
   private mask: number;
+  /** Presence bits of the window (NO_WINDOW when there is none); its bytes are in `bytes`. */
+  win: Uint32Array = NO_WINDOW;
+  /** The window: high half, first low half, span (0: no window). */
+  winHi = 0;
+  winLo = 0;
+  winSpan = 0;
 
   /** Empty sets hold no table (and no budget) until the first key. */
   constructor(budget: Charger, what: string) {
@@ -85,7 +105,7 @@ export class PcSet {
    * in, -1 when it was already there, -2 when the set could not grow (ENOMEM).
    */
   add(lo: number, hi: number, tag: number): number {
-    if ((this.size + 1) * 4 > this.slots * 3 && !this.grow()) return -2;
+    if ((this.size + 1) * 4 > this.slots * 3 && !this.grow(lo, hi)) return -2;
     const mask = this.mask;
     const t = this.t;
     for (let i = mix(lo, hi) & mask; ; i = (i + 1) & mask) {
@@ -95,14 +115,16 @@ export class PcSet {
         t[at + 1] = hi;
         t[at + 2] = tag;
         this.size++;
+        const off = (lo - this.winLo) >>> 0;
+        if (hi === this.winHi && off < this.winSpan) this.win[off >>> 5]! |= 1 << (off & 31);
         return i;
       }
       if (t[at] === lo && t[at + 1] === hi) return -1;
     }
   }
 
-  /** Double the table; false when the budget refuses the bytes. */
-  private grow(): boolean {
+  /** Double the table (and choose the window again); false when the budget refuses the table. */
+  private grow(hintLo: number, hintHi: number): boolean {
     const slots = Math.max(MIN_SLOTS, this.slots * 2);
     const bytes = slots * SLOT_BYTES;
     try {
@@ -110,6 +132,7 @@ export class PcSet {
     } catch {
       return false;
     }
+    this.dropWindow();
     const old = this.t;
     const t = new Uint32Array(slots * 3);
     const mask = slots - 1;
@@ -127,7 +150,55 @@ export class PcSet {
     this.t = t;
     this.mask = mask;
     this.bytes = bytes;
+    this.chooseWindow(hintLo, hintHi);
     return true;
+  }
+
+  /**
+   * A window over the keys of the hint's high half: the smallest aligned power
+   * of two span holding all of them and at least twice their range (at most
+   * MAX_SPAN; past it, the span of MAX_SPAN around the hint). None when the budget refuses its bits.
+   */
+  private chooseWindow(hintLo: number, hintHi: number): void {
+    const t = this.t;
+    let min = hintLo, max = hintLo;
+    for (let j = 0; j < t.length; j += 3) {
+      if (t[j + 2] === EMPTY || t[j + 1] !== hintHi) continue;
+      const lo = t[j]!;
+      if (lo < min) min = lo;
+      if (lo > max) max = lo;
+    }
+    let span = MIN_SPAN;
+    // Aligned: base + span never passes 2^32, and (lo - base) >>> 0 < span tests membership.
+    // Twice the keys' range: room for the keys still to come before the next doubling.
+    while (span < MAX_SPAN && (Math.floor(min / span) !== Math.floor(max / span) || span < 2 * (max - min + 1))) span *= 2;
+    const base = Math.floor((Math.floor(min / span) === Math.floor(max / span) ? min : hintLo) / span) * span;
+    const bytes = span / 8;
+    try {
+      this.budget.charge(bytes, this.what);
+    } catch {
+      return;
+    }
+    const win = new Uint32Array(span / 32);
+    for (let j = 0; j < t.length; j += 3) {
+      if (t[j + 2] === EMPTY || t[j + 1] !== hintHi) continue;
+      const off = (t[j]! - base) >>> 0;
+      if (off < span) win[off >>> 5]! |= 1 << (off & 31);
+    }
+    this.win = win;
+    this.winHi = hintHi;
+    this.winLo = base;
+    this.winSpan = span;
+    this.bytes += bytes;
+  }
+
+  private dropWindow(): void {
+    if (this.winSpan === 0) return;
+    const bytes = this.winSpan / 8;
+    this.budget.release(bytes);
+    this.bytes -= bytes;
+    this.win = NO_WINDOW;
+    this.winHi = this.winLo = this.winSpan = 0;
   }
 
   /** Empty it and give its bytes back. */
@@ -137,6 +208,8 @@ export class PcSet {
     this.t = new Uint32Array(0);
     this.mask = -1;
     this.size = 0;
+    this.win = NO_WINDOW;
+    this.winHi = this.winLo = this.winSpan = 0;
   }
 
   /** The owner is going away. */
@@ -181,6 +254,76 @@ export class PcSet {
       }
     }
     if (n !== this.size) out.push(`${what}: size ${this.size} != occupied slots ${n}`);
-    if (this.bytes !== (t.length / 3) * SLOT_BYTES) out.push(`${what}: charged ${this.bytes} bytes for ${t.length / 3} slots`);
+    if (this.bytes !== (t.length / 3) * SLOT_BYTES + this.winSpan / 8) out.push(`${what}: charged ${this.bytes} bytes for ${t.length / 3} slots and a window of ${this.winSpan}`);
+    // The window's bits are exactly the keys in its span.
+    let inWindow = 0;
+    for (let i = 0; i * 3 < t.length; i++) {
+      if (t[i * 3 + 2] === EMPTY || t[i * 3 + 1] !== this.winHi) continue;
+      const off = (t[i * 3]! - this.winLo) >>> 0;
+      if (off >= this.winSpan) continue;
+      inWindow++;
+      if ((this.win[off >>> 5]! & (1 << (off & 31))) === 0) out.push(`${what}: key in slot ${i} is in the window but its bit is clear`);
+    }
+    let bits = 0;
+    for (let i = 0; i < this.win.length; i++) for (let x = this.win[i]!; x !== 0; x &= x - 1) bits++;
+    if (bits !== inWindow) out.push(`${what}: ${bits} window bits set for ${inWindow} keys in the window`);
   }
+}
+
+/** What foldRecords did: keys added to each set, keys the budget refused. */
+export interface Folded {
+  pcs: number;
+  signals: number;
+  refused: number;
+  /** The journal could not take a key. */
+  journalRefused: boolean;
+}
+
+/**
+ * The fold of every gate (cover/union.ts): add the PCs of `n` records to
+ * `pcs` with `tag` (record r's PC at u[w + r*step], low half, and the next
+ * word, high half) and, when `signals` is given (PC mode), each record's
+ * syzkaller edge signal (low half xored by edges[previous low half & 0xfff],
+ * the first record's previous being `prev`) with tag 1. Keys newly added go
+ * to the journal sets too, when given. One pass over the trace; a key already
+ * present in a set's window costs one bit test, anything else goes through
+ * add().
+ */
+export function foldRecords(
+  u: Uint32Array, w: number, step: number, n: number, tag: number,
+  pcs: PcSet, signals: PcSet | null, edges: Uint16Array, prev: number,
+  jpcs: PcSet | null, jsignals: PcSet | null,
+): Folded {
+  const out: Folded = { pcs: 0, signals: 0, refused: 0, journalRefused: false };
+  let pWin = pcs.win, pHi = pcs.winHi, pLo = pcs.winLo, pSpan = pcs.winSpan;
+  let sWin: Uint32Array = NO_WINDOW, sHi = 0, sLo = 0, sSpan = 0;
+  if (signals !== null) {
+    sWin = signals.win; sHi = signals.winHi; sLo = signals.winLo; sSpan = signals.winSpan;
+  }
+  for (let r = 0; r < n; r++, w += step) {
+    const lo = u[w]!;
+    const hi = u[w + 1]!;
+    let off = (lo - pLo) >>> 0;
+    if (hi !== pHi || off >= pSpan || (pWin[off >>> 5]! & (1 << (off & 31))) === 0) {
+      const got = pcs.add(lo, hi, tag);
+      if (got >= 0) {
+        out.pcs++;
+        if (jpcs !== null && jpcs.add(lo, hi, 1) === -2) out.journalRefused = true;
+      } else if (got === -2) out.refused++;
+      pWin = pcs.win; pHi = pcs.winHi; pLo = pcs.winLo; pSpan = pcs.winSpan;
+    }
+    if (signals === null) continue;
+    const slo = (lo ^ edges[prev & 0xfff]!) >>> 0;
+    prev = lo;
+    off = (slo - sLo) >>> 0;
+    if (hi !== sHi || off >= sSpan || (sWin[off >>> 5]! & (1 << (off & 31))) === 0) {
+      const got = signals.add(slo, hi, 1);
+      if (got >= 0) {
+        out.signals++;
+        if (jsignals !== null && jsignals.add(slo, hi, 1) === -2) out.journalRefused = true;
+      } else if (got === -2) out.refused++;
+      sWin = signals.win; sHi = signals.winHi; sLo = signals.winLo; sSpan = signals.winSpan;
+    }
+  }
+  return out;
 }

@@ -39,11 +39,11 @@ export function syzHash(a: number): number {
 const MASK = (1 << 12) - 1;
 
 /** hash(x) & 0xfff for every 12-bit x: the fold looks it up instead of hashing each record. */
-const EDGE = Uint16Array.from({ length: MASK + 1 }, (_, x) => syzHash(x) & MASK);
+export const EDGE_HASH = Uint16Array.from({ length: MASK + 1 }, (_, x) => syzHash(x) & MASK);
 
 /** Low half of the signal of `pcLo` after a PC whose low half is `prevLo` (the high half is the PC's own). */
 export function signalLo(pcLo: number, prevLo: number): number {
-  return (pcLo ^ EDGE[prevLo & MASK]!) >>> 0;
+  return (pcLo ^ EDGE_HASH[prevLo & MASK]!) >>> 0;
 }
 
 /**

@@ -29,8 +29,8 @@
 import { PC_STRIDE, strideOf, type Area } from '../area.js';
 import type { Kernel } from '../kernel.js';
 import { fail } from '../errno.js';
-import { PcSet, type Charger } from './pcset.js';
-import { signalLo } from './signal.js';
+import { foldRecords, PcSet, type Charger } from './pcset.js';
+import { EDGE_HASH } from './signal.js';
 
 /** Tag of a PC already reported new (or learned from the fleet): never new again. */
 export const REPORTED = 1;
@@ -195,33 +195,17 @@ export class CoverUnion {
     }
     const u = trace.u32;
     const stride = m.stride;
-    const gen = m.gen;
-    const pcs = this.pcs;
+    const n = vis - m.wm;
     const j = this.journal;
     // PC of record i: its last word (PC mode: the record; CMP: type, arg1, arg2, pc).
-    let w = (1 + m.wm * stride + stride - 1) * 2;
-    const step = stride * 2;
-    let prev = m.wm > 0 && stride === PC_STRIDE ? u[w - step]! : 0;
-    for (let i = m.wm; i < vis; i++, w += step) {
-      const lo = u[w]!, hi = u[w + 1]!;
-      const r = pcs.add(lo, hi, gen);
-      if (r === -2) this.lost++;
-      else if (r >= 0) {
-        m.unreported++;
-        if (j !== null && j.pcs.add(lo, hi, 1) === -2) j.overflow = true;
-      }
-      if (stride === PC_STRIDE) {
-        this.addSignal(signalLo(lo, prev), hi);
-        prev = lo;
-      }
-    }
+    const w = (1 + m.wm * stride + stride - 1) * 2;
+    const pcMode = stride === PC_STRIDE;
+    const prev = pcMode && m.wm > 0 ? u[w - 2]! : 0;
+    const f = foldRecords(u, w, stride * 2, n, m.gen, this.pcs, pcMode ? this.signals : null, EDGE_HASH, prev, j?.pcs ?? null, j?.signals ?? null);
+    m.unreported += f.pcs;
+    this.lost += f.refused;
+    if (f.journalRefused) j!.overflow = true;
     m.wm = vis;
-  }
-
-  private addSignal(lo: number, hi: number): void {
-    const r = this.signals.add(lo, hi, REPORTED);
-    if (r === -2) this.lost++;
-    else if (r >= 0 && this.journal !== null && this.journal.signals.add(lo, hi, 1) === -2) this.journal.overflow = true;
   }
 
   /**

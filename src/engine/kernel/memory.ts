@@ -38,13 +38,20 @@ export class KernelMemory {
     this.by[category] -= bytes;
   }
 
-  /** Allocate a zeroed area of `words` words, charged to the budget (ENOMEM past it). */
+  /** Allocate a zeroed area of `words` words (a pooled buffer when one fits), charged to the budget (ENOMEM past it). */
   allocArea(words: number, what: string, category: AreaCategory = 'areas'): Area {
     const bytes = words * WORD;
-    this.charge(bytes, what, category);
+    // Taken from the pool before charging, so making room cannot give away this very buffer.
+    const reused = this.budget.reuse(bytes);
+    try {
+      this.charge(bytes, what, category);
+    } catch (e) {
+      if (reused !== null) this.budget.recycle(reused);
+      throw e;
+    }
     let area: Area;
     try {
-      area = Area.allocate(words);
+      area = reused !== null ? new Area(reused) : Area.allocate(words);
     } catch {
       this.release(bytes, category);
       fail('ENOMEM', `${what}: could not allocate ${bytes} bytes`);
@@ -62,6 +69,8 @@ export class KernelMemory {
     }
     this.live.delete(area.buffer);
     this.release(area.buffer.byteLength, category);
+    // Freed means unreachable: no descriptor, thread, remote or snapshot refers to it (replies copy).
+    this.budget.recycle(area.buffer);
   }
 
   /** Userspace wrote the count word of `area` (it may then exceed capacity). */

@@ -1,0 +1,126 @@
+/** foldRecords, the fold's one loop, and PcSet's presence window, against add() one key at a time. */
+import t, { type Test } from 'tap';
+
+import { foldRecords, PcSet, type Charger } from '../../../src/engine/cover/pcset.js';
+import { EDGE_HASH, traceSignals } from '../../../src/engine/cover/signal.js';
+
+function budget(limit = Infinity): Charger & { used: number } {
+  return {
+    used: 0,
+    charge(bytes: number) {
+      if (this.used + bytes > limit) throw new Error('ENOMEM');
+      this.used += bytes;
+    },
+    release(bytes: number) {
+      this.used -= bytes;
+    },
+  };
+}
+
+/** A trace of `n` PC records (lo, hi pairs) over `distinct` PCs, with loops as real traces have. */
+function trace(n: number, distinct: number, seed: number): Uint32Array {
+  let s = seed;
+  const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const u = new Uint32Array(n * 2);
+  let x = 0;
+  for (let i = 0; i < n; i++) {
+    x = rnd() < 0.05 ? Math.floor(rnd() * distinct) : (x + 1) % distinct;
+    u[2 * i] = (0x81000000 + x * 4 + (rnd() < 0.01 ? 0x80000000 : 0)) >>> 0;
+    u[2 * i + 1] = x % 3 === 0 ? 0xffffffff : 0;
+  }
+  return u;
+}
+
+const sorted = (s: PcSet) => [...s.sorted()].join(',');
+
+const consistent = (t: Test, ...sets: PcSet[]) => {
+  const errs: string[] = [];
+  for (const s of sets) s.check('set', errs);
+  t.same(errs, [], 'table and window consistent');
+};
+
+t.test('foldRecords holds the same keys and tags as add() per record, across growth and windows', async (t) => {
+  for (const [n, distinct, seed] of [[5000, 40, 1], [20000, 9000, 2], [3, 3, 3], [0, 1, 4], [60000, 30000, 6]] as const) {
+    const u = trace(n, distinct, seed);
+    const a = new PcSet(budget(), 'a');
+    const b = new PcSet(budget(), 'b');
+    let added = 0;
+    // In uneven pieces, as successive gates fold them.
+    for (let from = 0; from < n; from += 777) added += foldRecords(u, from * 2, 2, Math.min(777, n - from), 7, a, null, EDGE_HASH, 0, null, null).pcs;
+    let want = 0;
+    for (let i = 0; i < n; i++) if (b.add(u[2 * i]!, u[2 * i + 1]!, 7) >= 0) want++;
+    t.equal(added, want, `n=${n}: keys added`);
+    t.equal(a.size, b.size);
+    t.equal(sorted(a), sorted(b));
+    consistent(t, a, b);
+    for (let i = 0; i < n; i += 97) t.equal(a.tagAt(a.find(u[2 * i]!, u[2 * i + 1]!)), 7);
+    // Every key is still found once more: nothing new.
+    t.equal(foldRecords(u, 0, 2, n, 9, a, null, EDGE_HASH, 0, null, null).pcs, 0);
+  }
+});
+
+t.test('the window covers a program\'s PCs; keys outside it (other high half, far away) still count', async (t) => {
+  const a = new PcSet(budget(), 'a');
+  const keys: [number, number][] = [];
+  for (let i = 0; i < 3000; i++) keys.push([0x5000_0000 + i * 52, 0x5555]);
+  keys.push([0x5000_0010, 0], [0xffff_fff0, 0x5555], [0, 0x5555], [0x0800_0000, 0x5555]);
+  const u = new Uint32Array(keys.flat());
+  t.equal(foldRecords(u, 0, 2, keys.length, 1, a, null, EDGE_HASH, 0, null, null).pcs, keys.length);
+  t.equal(a.winHi, 0x5555);
+  t.ok(a.winSpan >= 3000 * 52 && a.winSpan <= 2 ** 24, `span ${a.winSpan}`);
+  consistent(t, a);
+  t.equal(foldRecords(u, 0, 2, keys.length, 1, a, null, EDGE_HASH, 0, null, null).pcs, 0, 'all present, in the window or not');
+  t.equal(a.bytes, a.slots * 12 + a.winSpan / 8, 'the window is charged with the table');
+  a.clear();
+  t.equal(a.winSpan, 0);
+  t.equal(a.has(0x5000_0000, 0x5555), false);
+  t.equal(foldRecords(u, 0, 2, 1, 1, a, null, EDGE_HASH, 0, null, null).pcs, 1, 'after clear the window is gone too');
+  consistent(t, a);
+});
+
+t.test('foldRecords with signals adds the syzkaller signals of the trace, prev carried across pieces', async (t) => {
+  const u = trace(30000, 500, 9);
+  const p = new PcSet(budget(), 'p');
+  const a = new PcSet(budget(), 'a');
+  for (let from = 0; from < 30000; from += 1000) foldRecords(u, from * 2, 2, 1000, 1, p, a, EDGE_HASH, from === 0 ? 0 : u[from * 2 - 2]!, null, null);
+  const want = new PcSet(budget(), 'w');
+  const sig = traceSignals(u);
+  for (let i = 0; i < sig.length; i += 2) want.add(sig[i]!, sig[i + 1]!, 1);
+  t.equal(sorted(a), sorted(want));
+  consistent(t, p, a);
+});
+
+t.test('foldRecords reads one word pair per stride (CMP records: their PC, the last word)', async (t) => {
+  const u = new Uint32Array(8 * 3);
+  for (let r = 0; r < 3; r++) {
+    u.fill(0xdead, r * 8, r * 8 + 6);
+    u[r * 8 + 6] = 0x1000 + r;
+    u[r * 8 + 7] = 1;
+  }
+  const a = new PcSet(budget(), 'a');
+  t.equal(foldRecords(u, 6, 8, 3, 1, a, null, EDGE_HASH, 0, null, null).pcs, 3);
+  t.same([...a.sorted()], [0x1000, 1, 0x1001, 1, 0x1002, 1]);
+});
+
+t.test('a budget refusal stops growth: refused keys are counted, the rest stay consistent; the journal gets each new key', async (t) => {
+  const u = trace(50000, 20000, 5);
+  const b = budget(1024 * 12 * 4 + 2 ** 21); // room for 4096 slots and a window
+  const a = new PcSet(b, 'a');
+  const j = new PcSet(budget(), 'j');
+  const f = foldRecords(u, 0, 2, 50000, 1, a, null, EDGE_HASH, 0, j, null);
+  t.ok(f.refused > 0, 'some keys refused');
+  t.equal(a.size, f.pcs);
+  t.ok(a.size <= 3072);
+  t.equal(sorted(j), sorted(a), 'the journal holds exactly what was added');
+  t.equal(b.used, a.bytes);
+  consistent(t, a);
+  const none = new PcSet(budget(0), 'none');
+  const g = foldRecords(u, 0, 2, 10, 1, none, null, EDGE_HASH, 0, null, null);
+  t.equal(g.pcs, 0);
+  t.equal(g.refused, 10, 'no table at all: every record refused');
+  // A table but no room for a window: still exact, through the probe.
+  const tight = new PcSet(budget(1024 * 12), 'tight');
+  t.equal(foldRecords(u, 0, 2, 500, 1, tight, null, EDGE_HASH, 0, null, null).pcs, new Set(Array.from({ length: 500 }, (_, i) => `${u[2 * i]}:${u[2 * i + 1]}`)).size);
+  t.equal(tight.winSpan, 0);
+  consistent(t, tight);
+});
