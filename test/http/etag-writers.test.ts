@@ -136,3 +136,23 @@ t.test('tags differ between areas and between descriptors of equal bytes', async
   t.not(ta.binary, tb.binary, 'two empty areas: two tags (a tag names its area)');
   t.not(ta.json, tb.json);
 });
+
+t.test('an area recycled from the pool never answers 304 to its last owner\'s tag', async (t) => {
+  const app = await makeApp(t);
+  const c = new Client(app);
+  const words = 1 << 17; // 1 MiB: pooled when freed
+  const a = await c.open(1);
+  await c.ok(a, 'KCOV_INIT_TRACE', 1, words);
+  await c.ok(a, 'KCOV_ENABLE', 1, 0);
+  await c.events(1, { pcs: [1, 2, 3] });
+  const old = await tags(app, c, a);
+  await c.ok(a, 'KCOV_DISABLE', 1, 0);
+  t.equal((await c.close(a)).statusCode, 204);
+  const b = await c.open(1);
+  await c.ok(b, 'KCOV_INIT_TRACE', 1, words);
+  t.equal((await c.cover(b)).count, 0, 'zeroed as a fresh area');
+  for (const [accept, tag] of [['application/octet-stream', old.binary], ['application/json', old.json]] as const) {
+    const res = await app.inject({ method: 'GET', url: `${c.base}/descriptors/${b}/coverage`, headers: { accept, 'if-none-match': tag } });
+    t.equal(res.statusCode, 200, `${accept}: the old tag does not match`);
+  }
+});
