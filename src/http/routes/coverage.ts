@@ -113,12 +113,15 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     const charged = src.length >= SNAPSHOT_CHARGE_MIN ? src.length : 0;
     const refused = charged === 0 ? null : chargeSnapshot(engine, charged);
     if (refused !== null) return sendBusy(engine, req, reply, refused);
-    const snap = pool.copy(src);
+    // The whole area: one copy shared by the reads of it until it is written again.
+    const whole = range === null ? pool.whole(m.area.stamp, src) : null;
+    const snap = whole !== null ? whole.buf : pool.copy(src);
     // 'close' ends every reply (sent, failed, aborted); only one that finished leaves the
     // buffer free for reuse (an aborted socket write may still refer to it).
     reply.raw.once('close', () => {
       engine.budget.release(charged, 'snapshots');
-      if (reply.raw.writableFinished) pool.release(snap);
+      if (whole !== null) pool.done(whole, reply.raw.writableFinished);
+      else if (reply.raw.writableFinished) pool.release(snap);
     });
     if (reset) k.resetCoverage(d);
     if (range === null) return reply.send(snap);
