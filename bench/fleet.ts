@@ -7,16 +7,13 @@
  *    (its gate stubbed out), to show what lazy folding costs.
  * Rounds alternate the two sides; medians of per-round ratios.
  */
-import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { run, type Load } from './driver.js';
 import { cpuOf, type BenchModule, type MicroRow } from './cases.js';
 import { Engine } from '../src/engine/engine.js';
+import { installed, RedisServer } from '../test/fleet/servers.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const K = '/v1/kernels/default';
@@ -83,40 +80,11 @@ function pcBody(records: number, seed: number): Buffer {
   return b;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function startRedis(): Promise<{ url: string; stop: () => Promise<void> } | null> {
-  if (spawnSync('redis-server', ['--version']).status !== 0) return null;
-  const dir = mkdtempSync(join(tmpdir(), 'kcovd-bench-redis-'));
-  const port = await freePort();
-  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    p.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('Ready to accept connections')) resolve();
-    });
-    p.once('exit', (code) => reject(new Error(`redis-server exited (${code})`)));
-  });
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    stop: () => new Promise<void>((resolve) => {
-      p.once('exit', () => {
-        rmSync(dir, { recursive: true, force: true });
-        resolve();
-      });
-      p.kill('SIGTERM');
-    }),
-  };
+  if (!installed('redis-server')) return null;
+  const r = await RedisServer.create();
+  await r.start();
+  return { url: r.url, stop: () => r.destroy() };
 }
 
 /** Rounds of a against b (alternating order); medians. */

@@ -13,7 +13,7 @@ export const CoverJson = z.object({
   pcs: z.array(Hex).describe('the PCs, sorted ascending'),
   corpus: z.string().describe('the union this kernel shares with the fleet'),
   source: z.enum(['local', 'fleet']).describe("fleet: read from Redis (KCOV_FLEET_URL); local: this instance's union (no fleet, or Redis unreachable)"),
-  lost: z.number().int().describe('PCs and signals the memory budget had no room for (not in the union)'),
+  lost: z.number().int().describe('PCs and signals the memory budget (KCOV_COVER_LIMIT, KCOV_MEMORY_LIMIT) had no room for (not in the union)'),
 });
 
 export const CoverReset = z.object({ count: z.literal(0), signal: z.literal(0) });

@@ -55,6 +55,10 @@ export const SETTINGS = [
     doc: 'bytes that all coverage areas may take together (`512M`, `1GiB`, ...). Past it: **507 ENOMEM**',
   },
   {
+    env: 'KCOV_COVER_LIMIT', key: 'coverLimit', kind: { type: 'size' }, default: undefined, shown: '⅛ of `KCOV_MEMORY_LIMIT`', engine: 'engine',
+    doc: 'bytes the cover unions of all kernels may take together (part of `KCOV_MEMORY_LIMIT`, so that new PCs never crowd out areas and bodies). Past it a union stops growing: PCs and signals it cannot hold are counted as `lost` in `/cover` and the metrics',
+  },
+  {
     env: 'KCOV_AREA_POOL', key: 'areaPool', kind: { type: 'size' }, default: undefined, shown: '¼ of `KCOV_MEMORY_LIMIT`, at most `256M`', engine: 'engine',
     doc: 'bytes of freed areas (of 1 MiB or more) kept for reuse by an area of the same size, zeroed as a fresh one: a fresh area\'s pages fault in on first write, which costs more than storing the records. Charged to `KCOV_MEMORY_LIMIT` as `pool` and given back whenever a charge needs the room; `0` keeps none',
   },
@@ -143,16 +147,16 @@ export const SETTINGS = [
     doc: 'ms a shutdown keeps accepting connections (answering `/readyz` 503 and other requests 503 EBUSY) before it stops listening',
   },
   {
-    env: 'KCOV_COVER', key: 'cover', kind: { type: 'string' }, default: 'on', shown: '`on`',
-    doc: '`off`: keep no cover union (cumulative coverage); `/cover` and `?new=true` are then **501 EOPNOTSUPP**. See [Fleet](fleet.md)',
+    env: 'KCOV_COVER', key: 'cover', kind: { type: 'bool' }, default: true, shown: '`on`',
+    doc: '`off` (or `0`, `false`, `no`): keep no cover union (cumulative coverage); `/cover` and `?new=true` are then **501 EOPNOTSUPP**. See [Fleet](fleet.md)',
   },
   {
     env: 'KCOV_FLEET_URL', key: 'fleetUrl', kind: { type: 'string' }, default: undefined, shown: 'unset',
     doc: '`redis://host:port` (Redis or Valkey; several comma-separated for a cluster): the cover unions live there under each kernel\'s `corpus`, shared by every instance. See [Fleet](fleet.md)',
   },
   {
-    env: 'KCOV_FLEET_CLUSTER', key: 'fleetCluster', kind: { type: 'string' }, default: 'false', shown: '`false`',
-    doc: '`true`: use the Redis Cluster client even with one seed URL',
+    env: 'KCOV_FLEET_CLUSTER', key: 'fleetCluster', kind: { type: 'bool' }, default: false, shown: '`false`',
+    doc: '`true` (or `1`, `yes`, `on`): use the Redis Cluster client even with one seed URL (several URLs in `KCOV_FLEET_URL` always do). See [Fleet](fleet.md#redis-cluster-and-valkey)',
   },
   {
     env: 'KCOV_FLEET_TIMEOUT_MS', key: 'fleetTimeoutMs', kind: { type: 'int', min: 1, max: 60_000 }, default: 250, shown: '`250`',
@@ -275,20 +279,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: readonly 
   return config;
 }
 
-/** KCOV_COVER and the fleet settings, normalised: cover 'on' | 'off', fleetCluster 'true' | 'false'. */
+/** The fleet's settings agree with each other. */
 function checkFleet(config: Config): void {
-  const c = config as unknown as Record<string, unknown>;
-  const cover = String(config.cover).toLowerCase();
-  if (!['on', 'off', 'true', 'false', '1', '0'].includes(cover)) throw new Error(`KCOV_COVER: "${config.cover}" is not on or off`);
-  c.cover = ['on', 'true', '1'].includes(cover) ? 'on' : 'off';
-  const cluster = String(config.fleetCluster).toLowerCase();
-  if (!['true', 'false', '1', '0', ''].includes(cluster)) throw new Error(`KCOV_FLEET_CLUSTER: "${config.fleetCluster}" is not true or false`);
-  c.fleetCluster = cluster === 'true' || cluster === '1' ? 'true' : 'false';
   if (config.fleetUrl !== undefined) {
     for (const u of config.fleetUrl.split(',')) {
       if (!/^rediss?:\/\/[^\s/]+(:\d+)?\/?$/.test(u.trim())) throw new Error(`KCOV_FLEET_URL: "${u}" is not redis://host:port`);
     }
-    if (c.cover === 'off') throw new Error('KCOV_FLEET_URL needs the cover union: KCOV_COVER is off');
+    if (!config.cover) throw new Error('KCOV_FLEET_URL needs the cover union: KCOV_COVER is off');
   }
 }
 
@@ -300,7 +297,7 @@ export function engineOptions(config: Config): EngineOptions {
     if (row.engine === 'engine') options[row.key] = config[row.key as keyof Config];
     else if (row.engine === 'kernel') kernelCaps[row.key] = config[row.key as keyof Config];
   }
-  return { ...(options as unknown as EngineOptions), kernelCaps, ...(config.cover === 'off' ? { cover: false } : {}) };
+  return { ...(options as unknown as EngineOptions), kernelCaps, ...(config.cover ? {} : { cover: false }) };
 }
 
 /** The configuration table of docs/configuration.md. */

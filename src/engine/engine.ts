@@ -21,6 +21,8 @@ export interface EngineOptions {
   readonly maxKernels?: number | undefined;
   /** Caps each kernel gets (KCOV_MAX_DESCRIPTORS, KCOV_MAX_THREADS, ...). */
   readonly kernelCaps?: KernelCaps | undefined;
+  /** Bytes the cover unions may take together (KCOV_COVER_LIMIT); ⅛ of memoryLimit when absent. */
+  readonly coverLimit?: number | undefined;
   /** Bytes of freed areas kept for reuse (KCOV_AREA_POOL); ¼ of memoryLimit, at most 256 MiB, when absent. */
   readonly areaPool?: number | undefined;
   /** Keep a cover union per kernel (KCOV_COVER, default on). */
@@ -45,10 +47,20 @@ export class Engine {
   /** [E] kernels by name. */
   private readonly byName = new Map<string, Kernel>();
   private serial = 0;
+  /**
+   * [I] how the engine runs work later, between requests (the HTTP layer sets
+   * setImmediate): the cover union folds appended records a slice at a time
+   * there. Null: only the gates fold (tests, pure use).
+   */
+  background: ((fn: () => void) => void) | null = null;
 
   constructor(options: EngineOptions) {
     this.options = options;
-    this.budget = new MemoryBudget(options.memoryLimit, options.areaPool ?? Math.min(256 * 1024 ** 2, Math.floor(options.memoryLimit / 4)));
+    this.budget = new MemoryBudget(
+      options.memoryLimit,
+      options.areaPool ?? Math.min(256 * 1024 ** 2, Math.floor(options.memoryLimit / 4)),
+      options.coverLimit ?? Math.floor(options.memoryLimit / 8),
+    );
     this.createKernel({ name: 'default', dialect: options.dialect });
   }
 
@@ -88,6 +100,11 @@ export class Engine {
       caps: this.options.kernelCaps,
       corpus: req.corpus,
       cover: this.options.cover,
+      later: (fn) => {
+        if (this.background === null) return false;
+        this.background(fn);
+        return true;
+      },
     });
     this.byName.set(name, kernel);
     return kernel;

@@ -48,6 +48,8 @@ export interface KernelOptions<X extends DialectTypes = DialectTypes> {
   readonly corpus?: string | undefined;
   /** Keep the cover union (KCOV_COVER); on when absent. */
   readonly cover?: boolean | undefined;
+  /** Run `fn` later, between requests; false when there is no such place (see Engine.background). */
+  readonly later?: ((fn: () => void) => boolean) | undefined;
 }
 
 export interface IoctlResult<X extends DialectTypes = DialectTypes> {
@@ -115,7 +117,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
       this.commandsByNr.set(c.nr, c);
     }
     const charger = { charge: (b: number, what: string) => account.charge(b, what, 'cover'), release: (b: number) => account.release(b, 'cover') };
-    this.cover = new CoverUnion(this as unknown as Kernel, charger, opts.corpus ?? opts.name, opts.cover ?? true);
+    this.cover = new CoverUnion(this as unknown as Kernel, charger, opts.corpus ?? opts.name, opts.cover ?? true, opts.later ?? null);
   }
 
   /**
@@ -129,6 +131,16 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
       return fn();
     } finally {
       this.cover.resync();
+    }
+  }
+
+  /** gated() for an operation on one open descriptor: when what it maps stays the same, only its mark is resynced. */
+  gatedFor<T>(d: X['descriptor'], fn: () => T): T {
+    const before = this.cover.settleFor(d);
+    try {
+      return fn();
+    } finally {
+      this.cover.resyncFor(d, before);
     }
   }
 
@@ -216,7 +228,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     if (command === undefined) {
       fail(this.dialect.unknownCommand, `ioctl ${cmd}: not a ${this.dialect.name} kcov request`);
     }
-    const ret = this.atomic(() => this.gated(() => command.run({ kernel: this, d, thread: this.ensureThread(tid), arg })));
+    const ret = this.atomic(() => this.gatedFor(d, () => command.run({ kernel: this, d, thread: this.ensureThread(tid), arg })));
     // What the fd maps, or its count, may have changed.
     this.changes.descriptorChanged(fd, d.area === null ? null : d.area.buffer);
     return { ret, descriptor: d };
@@ -232,7 +244,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   /** `cover[0] = count` from userspace. */
   setCount(d: X['descriptor'], count: number): Mapping {
     const m = this.mapping(d);
-    this.gated(() => (m.trace.count = count));
+    this.gatedFor(d, () => (m.trace.count = count));
     if (count > m.trace.capacity(1)) this.account.markCountWritten(m.trace);
     this.changes.touched(m.trace.buffer);
     return m;
@@ -241,7 +253,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   /** Read-and-reset: count 0 and, under KCOV_UNIQUE_ENABLE, a clear bitmap. */
   resetCoverage(d: X['descriptor']): void {
     const m = this.mapping(d);
-    this.gated(() => {
+    this.gatedFor(d, () => {
       if (m.bitmapWords > 0) m.area.u32.fill(0, 0, m.bitmapWords * 2);
       m.trace.count = 0;
     });
@@ -391,6 +403,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     this.stats.dropped += r.dropped;
     this.stats.ignored += r.ignored;
     if (r.count !== null && target !== null) this.changes.touched(target.area.buffer);
+    if (r.accepted > 0) this.cover.appended();
     return r;
   }
 

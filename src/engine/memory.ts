@@ -43,13 +43,21 @@ export class MemoryBudget {
   reused = 0;
   evicted = 0;
 
-  constructor(limit: number, poolLimit = 0) {
+  /** [I] bytes the cover unions of all kernels may take together (KCOV_COVER_LIMIT). */
+  readonly coverLimit: number;
+
+  constructor(limit: number, poolLimit = 0, coverLimit = limit) {
     this.limit = limit;
     this.poolLimit = Math.max(0, Math.min(poolLimit, limit));
+    this.coverLimit = Math.max(0, Math.min(coverLimit, limit));
   }
 
   /** Take `bytes` for `what`, or ENOMEM (nothing taken) when they do not fit. */
   charge(bytes: number, what: string, category: MemoryCategory = 'other'): void {
+    // The unions grow with every new PC; their own cap keeps room for areas and bodies.
+    if (category === 'cover' && bytes > this.coverLimit - this.by.cover) {
+      fail('ENOMEM', `${what}: ${bytes} bytes would exceed KCOV_COVER_LIMIT (${this.by.cover} of ${this.coverLimit} in use)`);
+    }
     if (bytes > this.limit - this.used) {
       if (bytes > this.limit - this.used + this.by.pool) {
         fail('ENOMEM', `${what}: ${bytes} bytes would exceed KCOV_MEMORY_LIMIT (${this.used - this.by.pool} of ${this.limit} in use)`);

@@ -18,7 +18,18 @@ export interface FleetStatus {
   /** Seconds the oldest pending key has waited. */
   readonly lagSeconds: number;
   readonly roundTrips: number;
+  /** Time those round trips took, together. */
+  readonly roundTripSeconds: number;
   readonly failures: number;
+  /** Fleet-wide resets (DELETE /cover on another instance) that emptied a union here. */
+  readonly resets: number;
+}
+
+/** A corpus's union as the fleet's store last reported it. */
+export interface CorpusStatus {
+  readonly corpus: string;
+  readonly pcs: number;
+  readonly signal: number;
 }
 
 export interface FleetUnion {
@@ -37,8 +48,14 @@ export interface Fleet {
   claim(k: Kernel, records: Uint32Array, stride: number): Promise<Uint8Array | null>;
   /** The corpus's union as the fleet holds it, this instance's journal pushed first; null when unreachable. */
   read(k: Kernel): Promise<FleetUnion | null>;
-  /** DELETE /cover: empty the corpus's union in the fleet; false when unreachable. */
+  /**
+   * DELETE /cover (the local union already emptied): empty the corpus's union
+   * in the fleet and make every other instance empty its own union of that
+   * corpus at its next sync round; false when unreachable.
+   */
   reset(k: Kernel): Promise<boolean>;
   status(): FleetStatus;
+  /** The corpora of this instance's kernels, as the store last reported them. */
+  corpusStatus(): CorpusStatus[];
   close(): Promise<void>;
 }

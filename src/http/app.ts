@@ -62,10 +62,12 @@ const REQUEST_ID_RE = /^[\w.:@/+=-]{1,128}$/;
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { config } = opts;
   const engine = opts.engine ?? new Engine(engineOptions(config));
+  // The cover union folds appended records between requests (src/engine/cover/union.ts).
+  engine.background ??= (fn) => setImmediate(fn);
   const bootId = opts.bootId ?? randomUUID();
   // ioredis is loaded only when a fleet is configured.
   const fleet = config.fleetUrl === undefined ? null
-    : new (await import('../fleet/redis.js')).RedisFleet(engine, { url: config.fleetUrl, cluster: config.fleetCluster === 'true', instance: bootId, timeoutMs: config.fleetTimeoutMs, flushMs: config.fleetFlushMs });
+    : new (await import('../fleet/redis.js')).RedisFleet(engine, { url: config.fleetUrl, cluster: config.fleetCluster, instance: bootId, timeoutMs: config.fleetTimeoutMs, flushMs: config.fleetFlushMs });
   const state: AppState = { draining: false, bootId, fleet };
 
   const app = Fastify({

@@ -153,3 +153,25 @@ t.test('engine: KCOV_AREA_POOL=0 keeps nothing', async (t) => {
   t.equal(engine.budget.breakdown().areas, 0);
   t.equal(engine.budget.reused + engine.budget.evicted, 0);
 });
+
+t.test('engine: KCOV_COVER_LIMIT caps the cover unions; past it PCs are lost (counted) and areas still get their room', async (t) => {
+  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 64 * 1024 ** 2, coverLimit: 256 * 1024 });
+  const k = e.kernel('default');
+  const fd = k.open(1).fd;
+  k.ioctl(fd, 'KCOV_INIT_TRACE', 1, 200_000);
+  k.ioctl(fd, 'KCOV_ENABLE', 1, 0);
+  const n = 100_000;
+  const body = new Uint8Array(n * 8);
+  const dv = new DataView(body.buffer);
+  for (let i = 0; i < n; i++) dv.setUint32(i * 8, 0x81000000 + i * 4, true);
+  k.eventsBinary(1, 'pc', [body], body.length);
+  k.cover.settle();
+  t.ok(e.budget.breakdown().cover <= 256 * 1024, `cover ${e.budget.breakdown().cover} within the cap`);
+  t.ok(k.cover.lost > 0, 'what did not fit is counted');
+  t.ok(k.cover.pcs.size < n, 'the union stopped growing');
+  t.ok(k.cover.lost >= n - k.cover.pcs.size, 'every PC it could not hold is counted');
+  // The rest of the budget is still there for areas.
+  const fd2 = k.open(1).fd;
+  t.doesNotThrow(() => k.ioctl(fd2, 'KCOV_INIT_TRACE', 1, 4 * 1024 * 1024));
+  t.same(e.checkInvariants(), []);
+});

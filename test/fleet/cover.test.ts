@@ -2,6 +2,7 @@
 import t from 'tap';
 import { syzHash, traceSignals } from '../../src/engine/cover/signal.js';
 import { Engine } from '../../src/engine/engine.js';
+import { loadConfig } from '../../src/config.js';
 import { Client, cmps, json, makeApp, pcs } from '../helpers.js';
 
 t.test('signal: hand-computed vector from syzkaller executor.cc hash() and write_signal<uint64>()', async (t) => {
@@ -185,7 +186,8 @@ t.test('random programs on all four dialects: /cover is exactly the union of acc
 });
 
 t.test('the union is charged to the memory budget; past it, PCs are counted as lost', async (t) => {
-  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 64 * 1024 });
+  // KCOV_COVER_LIMIT as large as the budget: the budget itself is what runs out here.
+  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 64 * 1024, coverLimit: 64 * 1024 });
   const k = e.kernel('default');
   const d = k.open(1);
   k.ioctl(d.fd, 'KCOV_INIT_TRACE', 1, 4096); // 32 KiB of area
@@ -251,4 +253,43 @@ t.test('KCOV_COVER=off: no union is kept; /cover and ?new=true are EOPNOTSUPP', 
   t.equal((await union(c)).statusCode, 501);
   t.equal((await c.coverage(fd, 'application/json', '?new=true')).statusCode, 501);
   t.same(app.engine.checkInvariants(), []);
+});
+
+t.test('KCOV_COVER and KCOV_FLEET_CLUSTER are booleans: every documented spelling works, others are refused', async (t) => {
+  for (const v of ['off', 'OFF', '0', 'false', 'no']) t.equal(loadConfig({ KCOV_COVER: v }).cover, false, `KCOV_COVER=${v}`);
+  for (const v of ['on', '1', 'true', 'yes']) t.equal(loadConfig({ KCOV_COVER: v }).cover, true, `KCOV_COVER=${v}`);
+  t.equal(loadConfig({}).cover, true, 'on by default');
+  t.throws(() => loadConfig({ KCOV_COVER: 'maybe' }), /KCOV_COVER: "maybe" is not a boolean/);
+  t.equal(loadConfig({}).fleetCluster, false, 'KCOV_FLEET_CLUSTER off by default');
+  for (const v of ['true', '1', 'yes', 'on']) t.equal(loadConfig({ KCOV_FLEET_CLUSTER: v }).fleetCluster, true, `KCOV_FLEET_CLUSTER=${v}`);
+  for (const v of ['false', '0', '']) t.equal(loadConfig({ KCOV_FLEET_CLUSTER: v }).fleetCluster, false, `KCOV_FLEET_CLUSTER=${JSON.stringify(v)}`);
+  t.throws(() => loadConfig({ KCOV_FLEET_CLUSTER: 'cluster' }), /KCOV_FLEET_CLUSTER/);
+  t.throws(() => loadConfig({ KCOV_FLEET_URL: 'redis://127.0.0.1:1', KCOV_COVER: 'off' }), /needs the cover union/);
+});
+
+/** One sample of `name{kernel="…"}` from /metrics. */
+async function metric(app: Awaited<ReturnType<typeof makeApp>>, name: string, kernel = 'default'): Promise<number> {
+  const body = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+  const m = new RegExp(`^${name}\\{kernel="${kernel}"\\} (\\S+)$`, 'm').exec(body);
+  if (m === null) throw new Error(`${name} not on /metrics`);
+  return Number(m[1]);
+}
+
+t.test('/metrics: union size, signal, new PCs (total and per minute) per kernel', async (t) => {
+  const app = await makeApp(t);
+  const c = new Client(app);
+  const fd = await c.open(1);
+  await c.ok(fd, 'KCOV_INIT_TRACE', 1, 64);
+  await c.ok(fd, 'KCOV_ENABLE', 1, 'pc');
+  t.equal(await metric(app, 'kcovd_cover_new_pcs_per_minute'), 0, 'the first scrape has no window yet');
+  await c.binary(1, pcs(0x10, 0x20, 0x10));
+  t.equal(json(await c.coverage(fd, 'application/json', '?new=true&reset=true')).new, 2);
+  t.equal(await metric(app, 'kcovd_cover_pcs'), 2);
+  t.equal(await metric(app, 'kcovd_cover_signal'), 3, 'edges 0->0x10, 0x10->0x20, 0x20->0x10');
+  t.equal(await metric(app, 'kcovd_cover_new_pcs_total'), 2);
+  t.equal(await metric(app, 'kcovd_cover_new_pcs_per_minute'), 2, 'both within the last minute');
+  await c.binary(1, pcs(0x30));
+  await c.coverage(fd, 'application/json', '?new=true&reset=true');
+  t.equal(await metric(app, 'kcovd_cover_new_pcs_per_minute'), 3);
+  t.equal(await metric(app, 'kcovd_cover_new_pcs_total'), 3);
 });

@@ -3,95 +3,18 @@
  * instances share one union; Redis stopped and restarted empty mid-test loses
  * nothing. CI installs redis-server (.ci/run); there a missing one fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
-import type { FastifyInstance } from 'fastify';
-import { Client, json, makeApp, pcs } from '../helpers.js';
+import { json, makeApp, pcs } from '../helpers.js';
+import { RedisServer } from './servers.js';
+import { fleetStatus, need, takeNew, tracing, unionOf, until } from './common.js';
 
-const have = spawnSync('redis-server', ['--version']).status === 0;
-if (!have && process.env.CI === 'true') {
-  t.fail('redis-server is not installed (apt-get install -y redis-server); CI must run these tests');
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-class RedisServer {
-  proc: ChildProcess | null = null;
-  constructor(readonly port: number, readonly dir: string) {}
-
-  async start(): Promise<void> {
-    const p = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc = p;
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const onData = (b: Buffer) => {
-        out += b.toString();
-        if (out.includes('Ready to accept connections')) resolve();
-      };
-      p.stdout!.on('data', onData);
-      p.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
-    });
-  }
-
-  async stop(): Promise<void> {
-    const p = this.proc;
-    if (p === null || p.exitCode !== null) return;
-    this.proc = null;
-    await new Promise<void>((resolve) => {
-      p.once('exit', () => resolve());
-      p.kill('SIGKILL');
-    });
-  }
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-async function fleetStatus(app: FastifyInstance): Promise<{ connected: boolean; pending: number }> {
-  return json(await app.inject({ method: 'GET', url: '/readyz' })).fleet;
-}
-
-async function tracing(app: FastifyInstance, tid: number) {
-  const c = new Client(app);
-  const fd = await c.open(tid);
-  await c.ok(fd, 'KCOV_INIT_TRACE', tid, 256);
-  await c.ok(fd, 'KCOV_ENABLE', tid, 'pc');
-  return { c, fd };
-}
-
-async function unionOf(c: Client): Promise<{ pcs: string[]; source: string; signal: number }> {
-  return json(await c.app.inject({ method: 'GET', url: `${c.base}/cover` }));
-}
+const have = need('redis-server');
 
 t.test('two instances on one Redis', { skip: have ? false : 'redis-server not installed (not CI)' }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'kcovd-redis-'));
-  const redis = new RedisServer(await freePort(), dir);
+  const redis = await RedisServer.create();
+  t.teardown(() => redis.destroy());
   await redis.start();
-  t.teardown(async () => {
-    await redis.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const env = { KCOV_FLEET_URL: `redis://127.0.0.1:${redis.port}`, KCOV_FLEET_FLUSH_MS: '10', KCOV_FLEET_TIMEOUT_MS: '1000' };
+  const env = { KCOV_FLEET_URL: redis.url, KCOV_FLEET_FLUSH_MS: '10', KCOV_FLEET_TIMEOUT_MS: '1000' };
   const A = await makeApp(t, env);
   const B = await makeApp(t, env);
   await until('A connected', async () => (await fleetStatus(A)).connected);
@@ -117,6 +40,25 @@ t.test('two instances on one Redis', { skip: have ? false : 'redis-server not in
     const u = await unionOf(a.c);
     t.same(u.pcs, ['0x10', '0x20', '0x30'], 'one union for both');
     t.equal(u.source, 'fleet');
+  });
+
+  t.test('/metrics: the fleet union per corpus, this instance\'s per kernel, round trips and lag', async (t) => {
+    const body = (await A.inject({ method: 'GET', url: '/metrics' })).body;
+    const value = (re: RegExp) => Number(re.exec(body)?.[1] ?? NaN);
+    t.equal(value(/^kcovd_fleet_cover_pcs\{corpus="default"\} (\S+)$/m), 3, 'PCs of the corpus in Redis');
+    t.equal(value(/^kcovd_fleet_cover_signal\{corpus="default"\} (\S+)$/m), (await unionOf(a.c)).signal, 'its signal');
+    t.equal(value(/^kcovd_cover_pcs\{kernel="default"\} (\S+)$/m), 3, 'A knows all three (it learnt 0x30 from B)');
+    t.ok(value(/^kcovd_cover_signal\{kernel="default"\} (\S+)$/m) > 0);
+    t.equal(value(/^kcovd_cover_new_pcs_total\{kernel="default"\} (\S+)$/m), 2, 'A reported 0x10 and 0x20 new');
+    t.ok(value(/^kcovd_cover_new_pcs_per_minute\{kernel="default"\} (\S+)$/m) >= 0);
+    const trips = value(/^kcovd_fleet_round_trips_total (\S+)$/m);
+    t.ok(trips > 0, 'round trips');
+    const secs = value(/^kcovd_fleet_round_trip_seconds_total (\S+)$/m);
+    t.ok(secs > 0 && secs / trips < 1, 'their time: a mean latency below a second');
+    t.equal(value(/^kcovd_fleet_lag_seconds (\S+)$/m), 0, 'nothing pending: no lag');
+    t.equal(value(/^kcovd_fleet_pending (\S+)$/m), 0);
+    t.equal(value(/^kcovd_fleet_connected (\S+)$/m), 1);
+    t.equal(value(/^kcovd_fleet_failures_total (\S+)$/m), 0);
   });
 
   t.test('Redis stopped mid-test and restarted empty: nothing lost', async (t) => {
@@ -151,5 +93,35 @@ t.test('two instances on one Redis', { skip: have ? false : 'redis-server not in
     // B's area still holds 0x300, which B found during the outage and never reported: new for B alone.
     t.same(json(await b.c.coverage(b.fd, 'application/json', '?new=true&reset=true')).pcs, ['0x300'], 'A\'s outage-time 0x200 is not new on B');
     t.match((await A.inject({ method: 'GET', url: '/metrics' })).body, /kcovd_fleet_round_trips_total [1-9]/);
+  });
+
+  t.test('DELETE /cover on A empties the union of the corpus on every instance', async (t) => {
+    // A second kernel of the same corpus on A: it learns of the reset as B does.
+    t.equal((await A.inject({ method: 'POST', url: '/v1/kernels', payload: { name: 'twin', dialect: 'linux', corpus: 'default' } })).statusCode, 201);
+    const twin = await tracing(A, 5, 'twin');
+    await twin.c.binary(5, pcs(0x500));
+    await until('B sees the twin\'s PC', async () => (await unionOf(b.c)).pcs.includes('0x500'));
+    await b.c.binary(1, pcs(0x600)); // in B's area when the reset comes: it does not count towards the new union
+    await until('B pushed 0x600 (B is idle from then on)', async () => redis.cli('hlen', 'kcovd:{default}:pc') === '8' && (await fleetStatus(B)).pending === 0);
+    t.equal((await A.inject({ method: 'DELETE', url: '/v1/kernels/default/cover' })).statusCode, 204);
+    t.same((await unionOf(a.c)).pcs, [], 'A: empty');
+    // B, idle and not read, learns it from its own rounds' epoch check (once a second when idle).
+    await until('B empties its union without a read', async () =>
+      /^kcovd_cover_pcs\{kernel="default"\} 0$/m.test((await B.inject({ method: 'GET', url: '/metrics' })).body), 5000);
+    const ub = await unionOf(b.c);
+    t.same(ub.pcs, [], 'B: its own union emptied too');
+    t.equal(ub.source, 'fleet');
+    t.same((await unionOf(twin.c)).pcs, [], 'the twin kernel on A: empty too');
+    t.same(await takeNew(b), [], "what B's area held before it learnt of the reset does not count");
+    t.equal((await fleetStatus(B) as unknown as { resets: number }).resets, 1, 'B counts the reset it learnt');
+    t.match((await B.inject({ method: 'GET', url: '/metrics' })).body, /kcovd_fleet_resets_total 1\b/);
+    // B did not push its old PCs back: the corpus is empty in Redis.
+    t.equal(redis.cli('hlen', 'kcovd:{default}:pc'), '0');
+    // And every PC is new again, to whoever records it first.
+    await b.c.binary(1, pcs(0x10, 0x20));
+    t.same(await takeNew(b), ['0x10', '0x20'], 'B: new again after the reset');
+    await a.c.binary(1, pcs(0x20, 0x40));
+    t.same(await takeNew(a), ['0x40'], 'A: 0x20 was found first by B in the new union');
+    t.same((await unionOf(twin.c)).pcs, ['0x10', '0x20', '0x40'], 'one new union');
   });
 });

@@ -115,6 +115,10 @@ t.test('/metrics: records per kernel, areas, memory, bytes and latency per route
   await c.ok(fd, 'KCOV_ENABLE', 1, 0);
   await c.binary(1, pcs(1, 2, 3, 4, 5));
   await c.binary(2, pcs(9));
+  // Reading the union folds what is pending (otherwise a background slice does it at some point).
+  await app.inject({ method: 'GET', url: '/v1/kernels/default/cover' });
+  const cover = JSON.parse((await app.inject({ method: 'GET', url: '/v1/kernels' })).body).memory.by.cover as number;
+  t.ok(cover > 0, 'the union of the three PCs is charged');
   const res = await app.inject({ method: 'GET', url: '/metrics' });
   t.equal(res.statusCode, 200);
   t.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);
@@ -124,8 +128,8 @@ t.test('/metrics: records per kernel, areas, memory, bytes and latency per route
   t.match(m, /kcovd_records_total\{kernel="default",outcome="ignored"\} 1\n/);
   t.match(m, /kcovd_areas\{kernel="default"\} 1\n/);
   t.match(m, /kcovd_memory_bytes\{kernel="default"\} 32\n/);
-  // The area, the descriptor and the two threads that ran (tids 1 and 2).
-  t.match(m, new RegExp(`kcovd_memory_used_bytes ${32 + COST.descriptor + 2 * COST.thread}\n`));
+  // The area, the descriptor, the two threads that ran (tids 1 and 2) and the cover union.
+  t.match(m, new RegExp(`kcovd_memory_used_bytes ${32 + COST.descriptor + 2 * COST.thread + cover}\n`));
   t.match(m, /kcovd_http_request_bytes_total\{route="\/v1\/kernels\/:kernel\/threads\/:tid\/events"\} 48\n/);
   t.match(m, /kcovd_http_request_duration_seconds_count\{method="POST",route="\/v1\/kernels\/:kernel\/descriptors\/:fd\/ioctl\/:cmd",status="200"\} 2\n/);
   t.match(m, /kcovd_http_response_bytes_total\{route=/);

@@ -33,6 +33,25 @@ const MIN_SLOTS = 1024;
 const MIN_SPAN = 2 ** 16;
 const MAX_SPAN = 2 ** 24;
 const NO_WINDOW = new Uint32Array(0);
+
+type Resizable = ArrayBuffer & { resize(bytes: number): void; readonly resizable: boolean };
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => Resizable;
+
+/**
+ * A zeroed table in a resizable buffer: a doubling or a clear gives the old
+ * table's memory back at once (resized to 0), not at some later GC, so the
+ * garbage of growth never holds RSS the budget does not know about.
+ */
+function allocTable(words: number): Uint32Array {
+  return new Uint32Array(new ResizableArrayBuffer(words * 4, { maxByteLength: words * 4 }), 0, words);
+}
+
+function freeTable(t: Uint32Array): void {
+  const b = t.buffer as Resizable;
+  if (b.resizable === true) b.resize(0);
+}
+/** After the budget refused a doubling, adds that wait before the next try (memory may have been freed since). */
+const RETRY_GROWTH = 4096;
 /** Bytes per slot: lo, hi and tag words. */
 export const SLOT_BYTES = 12;
 
@@ -57,6 +76,8 @@ export class PcSet {
   /** Bytes charged to the budget. */
   bytes = 0;
   private mask: number;
+  /** Adds left before a refused growth is tried again. */
+  private backoff = 0;
   /** Presence bits of the window (NO_WINDOW when there is none); its bytes are in `bytes`. */
   win: Uint32Array = NO_WINDOW;
   /** The window: high half, first low half, span (0: no window). */
@@ -105,7 +126,18 @@ export class PcSet {
    * in, -1 when it was already there, -2 when the set could not grow (ENOMEM).
    */
   add(lo: number, hi: number, tag: number): number {
-    if ((this.size + 1) * 4 > this.slots * 3 && !this.grow(lo, hi)) return -2;
+    if ((this.size + 1) * 4 > this.slots * 3) {
+      // Refused growth is retried once every RETRY_GROWTH adds, not on each (a refusal costs an exception).
+      if (this.backoff > 0) {
+        this.backoff--;
+        if (this.find(lo, hi) >= 0) return -1;
+        return -2;
+      }
+      if (!this.grow(lo, hi)) {
+        this.backoff = RETRY_GROWTH;
+        return this.find(lo, hi) >= 0 ? -1 : -2;
+      }
+    }
     const mask = this.mask;
     const t = this.t;
     for (let i = mix(lo, hi) & mask; ; i = (i + 1) & mask) {
@@ -134,7 +166,7 @@ export class PcSet {
     }
     this.dropWindow();
     const old = this.t;
-    const t = new Uint32Array(slots * 3);
+    const t = allocTable(slots * 3);
     const mask = slots - 1;
     for (let j = 0; j < old.length; j += 3) {
       const tag = old[j + 2]!;
@@ -147,6 +179,7 @@ export class PcSet {
       t[i * 3 + 2] = tag;
     }
     this.budget.release(this.bytes);
+    freeTable(old);
     this.t = t;
     this.mask = mask;
     this.bytes = bytes;
@@ -179,7 +212,7 @@ export class PcSet {
     } catch {
       return;
     }
-    const win = new Uint32Array(span / 32);
+    const win = allocTable(span / 32);
     for (let j = 0; j < t.length; j += 3) {
       if (t[j + 2] === EMPTY || t[j + 1] !== hintHi) continue;
       const off = (t[j]! - base) >>> 0;
@@ -197,6 +230,7 @@ export class PcSet {
     const bytes = this.winSpan / 8;
     this.budget.release(bytes);
     this.bytes -= bytes;
+    freeTable(this.win);
     this.win = NO_WINDOW;
     this.winHi = this.winLo = this.winSpan = 0;
   }
@@ -205,9 +239,12 @@ export class PcSet {
   clear(): void {
     this.budget.release(this.bytes);
     this.bytes = 0;
+    freeTable(this.t);
+    freeTable(this.win);
     this.t = new Uint32Array(0);
     this.mask = -1;
     this.size = 0;
+    this.backoff = 0;
     this.win = NO_WINDOW;
     this.winHi = this.winLo = this.winSpan = 0;
   }
@@ -295,35 +332,62 @@ export function foldRecords(
   jpcs: PcSet | null, jsignals: PcSet | null,
 ): Folded {
   const out: Folded = { pcs: 0, signals: 0, refused: 0, journalRefused: false };
-  let pWin = pcs.win, pHi = pcs.winHi, pLo = pcs.winLo, pSpan = pcs.winSpan;
-  let sWin: Uint32Array = NO_WINDOW, sHi = 0, sLo = 0, sSpan = 0;
-  if (signals !== null) {
-    sWin = signals.win; sHi = signals.winHi; sLo = signals.winLo; sSpan = signals.winSpan;
-  }
-  for (let r = 0; r < n; r++, w += step) {
-    const lo = u[w]!;
-    const hi = u[w + 1]!;
-    let off = (lo - pLo) >>> 0;
-    if (hi !== pHi || off >= pSpan || (pWin[off >>> 5]! & (1 << (off & 31))) === 0) {
-      const got = pcs.add(lo, hi, tag);
-      if (got >= 0) {
-        out.pcs++;
-        if (jpcs !== null && jpcs.add(lo, hi, 1) === -2) out.journalRefused = true;
-      } else if (got === -2) out.refused++;
-      pWin = pcs.win; pHi = pcs.winHi; pLo = pcs.winLo; pSpan = pcs.winSpan;
-    }
-    if (signals === null) continue;
-    const slo = (lo ^ edges[prev & 0xfff]!) >>> 0;
-    prev = lo;
-    off = (slo - sLo) >>> 0;
-    if (hi !== sHi || off >= sSpan || (sWin[off >>> 5]! & (1 << (off & 31))) === 0) {
-      const got = signals.add(slo, hi, 1);
-      if (got >= 0) {
+  // As int32: kernel PCs (0xffffffff81...) have both halves past 2^31, which as uint32 would be
+  // doubles in V8's optimized code and cost twice as much.
+  const v = new Int32Array(u.buffer, u.byteOffset, u.length);
+  const first = prev | 0;
+  for (let r = 0; r < n;) {
+    // The fast loop runs until a record that either window does not answer, which is then added here.
+    r = signals === null ? scanPcs(v, w, step, r, n, pcs) : scanBoth(v, w, step, r, n, pcs, signals, edges, r === 0 ? first : v[w + (r - 1) * step]!);
+    if (r >= n) break;
+    const at = w + r * step;
+    const lo = v[at]! >>> 0;
+    const hi = v[at + 1]! >>> 0;
+    const got = pcs.add(lo, hi, tag);
+    if (got >= 0) {
+      out.pcs++;
+      if (jpcs !== null && jpcs.add(lo, hi, 1) === -2) out.journalRefused = true;
+    } else if (got === -2) out.refused++;
+    if (signals !== null) {
+      const before = r === 0 ? first : v[at - step]!;
+      const slo = (v[at]! ^ edges[before & 0xfff]!) >>> 0;
+      const sgot = signals.add(slo, hi, 1);
+      if (sgot >= 0) {
         out.signals++;
         if (jsignals !== null && jsignals.add(slo, hi, 1) === -2) out.journalRefused = true;
-      } else if (got === -2) out.refused++;
-      sWin = signals.win; sHi = signals.winHi; sLo = signals.winLo; sSpan = signals.winSpan;
+      } else if (sgot === -2) out.refused++;
     }
+    r++;
   }
   return out;
+}
+
+/**
+ * The first record in [r, n) whose PC the window of `pcs` does not show as
+ * present (n when there is none). off = lo - base as int32 is in [0, span)
+ * exactly when the unsigned difference is (span < 2^31).
+ */
+function scanPcs(v: Int32Array, w: number, step: number, r: number, n: number, pcs: PcSet): number {
+  const win = pcs.win, base = pcs.winLo | 0, whi = pcs.winHi | 0, span = pcs.winSpan;
+  for (let at = w + r * step; r < n; r++, at += step) {
+    const off = (v[at]! - base) | 0;
+    if (v[at + 1]! !== whi || off < 0 || off >= span || (win[off >>> 5]! & (1 << (off & 31))) === 0) return r;
+  }
+  return n;
+}
+
+/** As scanPcs, for a PC and its edge signal (`prev`: the low half before record r). */
+function scanBoth(v: Int32Array, w: number, step: number, r: number, n: number, pcs: PcSet, signals: PcSet, edges: Uint16Array, prev: number): number {
+  const pw = pcs.win, pb = pcs.winLo | 0, ph = pcs.winHi | 0, ps = pcs.winSpan;
+  const sw = signals.win, sb = signals.winLo | 0, sh = signals.winHi | 0, ss = signals.winSpan;
+  for (let at = w + r * step; r < n; r++, at += step) {
+    const lo = v[at]!;
+    const hi = v[at + 1]!;
+    let off = (lo - pb) | 0;
+    if (hi !== ph || off < 0 || off >= ps || (pw[off >>> 5]! & (1 << (off & 31))) === 0) return r;
+    off = ((lo ^ edges[prev & 0xfff]!) - sb) | 0;
+    if (hi !== sh || off < 0 || off >= ss || (sw[off >>> 5]! & (1 << (off & 31))) === 0) return r;
+    prev = lo;
+  }
+  return n;
 }

@@ -28,9 +28,13 @@
  */
 import { PC_STRIDE, strideOf, type Area } from '../area.js';
 import type { Kernel } from '../kernel.js';
+import type { Descriptor } from '../model.js';
 import { fail } from '../errno.js';
 import { foldRecords, PcSet, type Charger } from './pcset.js';
 import { EDGE_HASH } from './signal.js';
+
+/** Records a background fold slice takes at most (about half a millisecond). */
+export const FOLD_SLICE = 65536;
 
 /** Tag of a PC already reported new (or learned from the fleet): never new again. */
 export const REPORTED = 1;
@@ -87,7 +91,14 @@ export class CoverUnion {
   /** [I] false with KCOV_COVER=off: nothing is folded, /cover and ?new=true are EOPNOTSUPP. */
   readonly enabled: boolean;
 
-  constructor(kernel: Kernel, budget: Charger, corpus: string, enabled = true) {
+  /** [I] runs a function between requests (Engine.background); false: not now, gates fold instead. */
+  private readonly later: ((fn: () => void) => boolean) | null;
+  /** [K] a background slice is queued. */
+  private queued = false;
+  private released = false;
+
+  constructor(kernel: Kernel, budget: Charger, corpus: string, enabled = true, later: ((fn: () => void) => boolean) | null = null) {
+    this.later = later;
     this.enabled = enabled;
     this.kernel = kernel;
     this.budget = budget;
@@ -101,58 +112,63 @@ export class CoverUnion {
     return this.pcs.bytes + this.signals.bytes + (this.journal === null ? 0 : this.journal.pcs.bytes + this.journal.signals.bytes);
   }
 
-  /** The traces descriptors map now, one per buffer. */
-  private *sources(): Generator<{ trace: Area; stride: number }> {
+  /** What descriptor `d` maps now (one trace and its stride), or null. */
+  private mappedBy(d: Descriptor): { trace: Area; stride: number } | null {
     const k = this.kernel;
-    const seen = new Set<ArrayBuffer>();
-    const of = (d: import('../model.js').Descriptor) => {
-      let m: { trace: Area; mode: 'pc' | 'cmp' } | null;
-      try {
-        m = k.dialect.mapped !== undefined ? k.dialect.mapped(k, d) : plainMapping(d);
-      } catch {
-        m = null; // the dialect's mmap fails: nothing mapped
-      }
-      if (m === null || seen.has(m.trace.buffer)) return null;
-      seen.add(m.trace.buffer);
-      return { trace: m.trace, stride: strideOf(m.mode) };
-    };
-    for (const d of k.descriptors.values()) {
-      const s = of(d);
-      if (s !== null) yield s;
+    let m: { trace: Area; mode: 'pc' | 'cmp' } | null;
+    try {
+      m = k.dialect.mapped !== undefined ? k.dialect.mapped(k, d) : plainMapping(d);
+    } catch {
+      m = null; // the dialect's mmap fails: nothing mapped
     }
-    // Closed but still held by a tracing thread: still recording.
-    for (const t of k.threads.values()) {
-      if (t.kcov === null || !t.kcov.closed) continue;
-      const s = of(t.kcov);
-      if (s !== null) yield s;
-    }
+    return m === null ? null : { trace: m.trace, stride: strideOf(m.mode) };
   }
 
-  /** Fold every pending record of every mapped trace. */
+  /** The traces descriptors map now, one per buffer: open descriptors, and closed ones a tracing thread still holds. */
+  private sources(): Map<ArrayBuffer, { trace: Area; stride: number }> {
+    const k = this.kernel;
+    const out = new Map<ArrayBuffer, { trace: Area; stride: number }>();
+    const of = (d: Descriptor) => {
+      const s = this.mappedBy(d);
+      if (s !== null && !out.has(s.trace.buffer)) out.set(s.trace.buffer, s);
+    };
+    for (const d of k.descriptors.values()) of(d);
+    for (const t of k.threads.values()) if (t.kcov !== null && t.kcov.closed) of(t.kcov);
+    return out;
+  }
+
+  /**
+   * Fold every pending record. The marks are exactly the mapped traces (every
+   * change of what is mapped is a gated operation, and resync() follows each;
+   * checkInvariants holds it), so this walks the marks, not the descriptors.
+   */
   settle(): void {
     if (!this.enabled) return;
-    const account = this.kernel.account;
-    const current = new Set<ArrayBuffer>();
-    for (const s of this.sources()) {
-      current.add(s.trace.buffer);
-      let m = this.marks.get(s.trace.buffer);
-      if (m === undefined) {
-        m = { trace: s.trace, stride: s.stride, wm: 0, gen: this.nextGen++, unreported: 0 };
-        this.marks.set(s.trace.buffer, m);
-      } else if (m.trace !== s.trace || m.stride !== s.stride) {
-        this.fold(m); // in the mode its records were written in
-        m.trace = s.trace;
-        m.stride = s.stride;
-      }
-      this.fold(m);
-    }
-    for (const [buf, m] of this.marks) {
-      if (current.has(buf)) continue;
-      // No longer mapped: fold what it still holds while it is live, then forget it.
-      if (account.isLive(buf)) this.fold(m);
-      this.marks.delete(buf);
-    }
+    for (const m of this.marks.values()) this.fold(m);
   }
+
+  /**
+   * Records were appended: fold them in the background, FOLD_SLICE records at
+   * a time between requests, so that a gate (a reset, a close, a thread exit)
+   * finds little left to fold and the fold uses time the service would spend
+   * waiting. Folding early changes nothing a reader can see: a mark's records
+   * get the same tag whenever they are folded.
+   */
+  appended(): void {
+    if (this.queued || !this.enabled || this.later === null) return;
+    this.queued = this.later(this.foldSlice);
+  }
+
+  private readonly foldSlice = (): void => {
+    this.queued = false;
+    if (this.released) return;
+    let left = FOLD_SLICE;
+    for (const m of this.marks.values()) {
+      left -= this.fold(m, left);
+      if (left <= 0) break;
+    }
+    if (left <= 0) this.appended(); // there may be more
+  };
 
   /** `area` is about to be freed (by any path, gated or not): fold what it holds, then forget it. */
   freeing(area: Area): void {
@@ -162,40 +178,75 @@ export class CoverUnion {
     this.marks.delete(area.buffer);
   }
 
+  /**
+   * Before a gated operation on one open descriptor, which changes nothing
+   * but that descriptor (an ioctl, a count write, a reset): fold its trace
+   * only, and return the buffer it maps (null: none) for resyncFor.
+   */
+  settleFor(d: Descriptor): ArrayBuffer | null {
+    if (!this.enabled) return null;
+    const buf = this.mappedBy(d)?.trace.buffer ?? null;
+    const m = buf === null ? undefined : this.marks.get(buf);
+    if (m !== undefined) this.fold(m);
+    return buf;
+  }
+
+  /**
+   * After it: when `d` still maps the same buffer (reset, count, enable,
+   * disable: nearly every call), only its mark is brought up to date. Anything
+   * else (an area allocated, freed or re-mapped) folds what the other traces
+   * hold, untouched by the operation, and resyncs all.
+   */
+  resyncFor(d: Descriptor, before: ArrayBuffer | null): void {
+    if (!this.enabled) return;
+    const s = this.mappedBy(d);
+    const m = before === null ? undefined : this.marks.get(before);
+    if (m === undefined || s === null || s.trace.buffer !== before) {
+      this.settle();
+      this.resync();
+      return;
+    }
+    this.adopt(m, s.trace, s.stride);
+  }
+
   /** After a gated operation: what the traces hold now is accounted for. */
   resync(): void {
     if (!this.enabled) return;
-    const current = new Set<ArrayBuffer>();
-    for (const s of this.sources()) {
-      current.add(s.trace.buffer);
-      const vis = s.trace.visible(s.stride);
-      const m = this.marks.get(s.trace.buffer);
+    const current = this.sources();
+    for (const [buf, s] of current) {
+      const m = this.marks.get(buf);
       if (m === undefined) {
-        this.marks.set(s.trace.buffer, { trace: s.trace, stride: s.stride, wm: vis, gen: this.nextGen++, unreported: 0 });
+        this.marks.set(buf, { trace: s.trace, stride: s.stride, wm: s.trace.visible(s.stride), gen: this.nextGen++, unreported: 0 });
         continue;
       }
-      // A count moved down (reset, PUT count) starts a new epoch of records.
-      if (vis < m.wm || m.trace !== s.trace) {
-        m.gen = this.nextGen++;
-        m.unreported = 0;
-      }
-      m.trace = s.trace;
-      m.stride = s.stride;
-      m.wm = vis;
+      this.adopt(m, s.trace, s.stride);
     }
     for (const buf of this.marks.keys()) if (!current.has(buf)) this.marks.delete(buf);
   }
 
-  private fold(m: Mark): void {
+  /** The mark of a trace after a gated change to it: a count moved down (reset, PUT count) starts a new epoch of records. */
+  private adopt(m: Mark, trace: Area, stride: number): void {
+    const vis = trace.visible(stride);
+    if (vis < m.wm || m.trace !== trace) {
+      m.gen = this.nextGen++;
+      m.unreported = 0;
+    }
+    m.trace = trace;
+    m.stride = stride;
+    m.wm = vis;
+  }
+
+  /** Fold the pending records of a trace, at most `limit` of them; returns how many. */
+  private fold(m: Mark, limit = Infinity): number {
     const trace = m.trace;
     const vis = trace.visible(m.stride);
     if (vis <= m.wm) {
       m.wm = Math.min(m.wm, vis);
-      return;
+      return 0;
     }
     const u = trace.u32;
     const stride = m.stride;
-    const n = vis - m.wm;
+    const n = Math.min(vis - m.wm, limit);
     const j = this.journal;
     // PC of record i: its last word (PC mode: the record; CMP: type, arg1, arg2, pc).
     const w = (1 + m.wm * stride + stride - 1) * 2;
@@ -205,7 +256,8 @@ export class CoverUnion {
     m.unreported += f.pcs;
     this.lost += f.refused;
     if (f.journalRefused) j!.overflow = true;
-    m.wm = vis;
+    m.wm += n;
+    return n;
   }
 
   /**
@@ -322,6 +374,7 @@ export class CoverUnion {
 
   /** Release every byte (the kernel is being deleted). */
   release(): void {
+    this.released = true;
     this.onRelease?.(this);
     this.onRelease = null;
     this.pcs.release();
@@ -341,6 +394,15 @@ export class CoverUnion {
       this.journal.pcs.check(`${at}: fleet journal`, out);
       this.journal.signals.check(`${at}: fleet journal signals`, out);
     }
+    if (this.enabled) {
+      const current = this.sources();
+      for (const [buf, s] of current) {
+        const m = this.marks.get(buf);
+        if (m === undefined) out.push(`${at}: a mapped trace has no cover mark (mapped outside the kernel's gate)`);
+        else if (m.trace !== s.trace || m.stride !== s.stride) out.push(`${at}: a cover mark is stale: the trace was re-mapped outside the kernel's gate`);
+      }
+      for (const buf of this.marks.keys()) if (!current.has(buf)) out.push(`${at}: a cover mark on a trace nothing maps`);
+    }
     for (const m of this.marks.values()) {
       if (!this.kernel.account.isLive(m.trace.buffer)) out.push(`${at}: cover mark on an area that is not live`);
       const vis = m.trace.visible(m.stride);
@@ -350,7 +412,7 @@ export class CoverUnion {
 }
 
 /** What mmap of a descriptor shows when the dialect has no mapped() of its own (Kernel.mapping's default). */
-function plainMapping(d: import('../model.js').Descriptor): { trace: Area; mode: 'pc' | 'cmp' } | null {
+function plainMapping(d: Descriptor): { trace: Area; mode: 'pc' | 'cmp' } | null {
   const trace = d.trace();
   if (d.area === null || trace === null) return null;
   return { trace, mode: d.mode ?? d.lastMode };

@@ -119,6 +119,8 @@ export class KernelMemory {
   /** Give back everything still charged (the kernel is deleted). */
   releaseAll(): void {
     for (const c of KERNEL_CATEGORIES) this.release(this.by[c], c);
+    // The kernel is gone: nothing refers to its areas any more.
+    for (const b of this.live.keys()) this.budget.recycle(b);
     this.live.clear();
   }
 }

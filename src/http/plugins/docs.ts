@@ -121,7 +121,7 @@ const KERNEL = {
   name: 'k1', boot: '3f6c2a9e-8d1b-4c57-9a0e-2b7d4e1f6a80', dialect: 'linux', ncpus: 2, descriptors: 1, threads: 1, remotes: 0,
   memory: 524288, max_entries: 268435455, min_entries: 2, config: { CONFIG_KCOV_ENABLE_COMPARISONS: true, CONFIG_KCOV_UNIQUE: true }, corpus: 'k1',
 };
-const MEMORY_BY = { areas: 524288, sections: 0, guards: 0, remotes: 0, threads: 384, descriptors: 224, waiters: 0, cover: 0, bodies: 0, snapshots: 0, other: 0 };
+const MEMORY_BY = { areas: 524288, sections: 0, guards: 0, remotes: 0, threads: 384, descriptors: 224, waiters: 0, cover: 0, bodies: 0, snapshots: 0, pool: 0, other: 0 };
 const K = '/v1/kernels/{kernel}';
 const JSON_ = 'application/json';
 

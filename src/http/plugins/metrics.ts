@@ -110,7 +110,21 @@ export function createMetrics(engine: Engine): Registry {
       },
     });
   perKernelCount('kcovd_cover_new_pcs_total', 'PCs ?new=true reported new, per kernel (rate() of it: new PCs per second).', (k) => k.cover.reported);
-  perKernelCount('kcovd_cover_lost_total', 'PCs and signals the memory budget had no room for in the union.', (k) => k.cover.lost);
+  // Samples of that counter taken at scrapes: the newest one at least a minute old is the base of the window.
+  const newSamples = new WeakMap<object, { t: number; v: number }[]>();
+  perKernel('kcovd_cover_new_pcs_per_minute', 'PCs ?new=true reported new in the last minute, per kernel, from the samples of this endpoint (a window longer than a minute, when scraped less often, is scaled to one; 0 at the first scrape). Prometheus: prefer 60 * rate(kcovd_cover_new_pcs_total[1m]).', (k) => {
+    const now = Date.now();
+    const v = k.cover.reported;
+    let s = newSamples.get(k);
+    if (s === undefined) newSamples.set(k, (s = []));
+    s.push({ t: now, v });
+    while (s.length > 2 && s[1]!.t <= now - 60_000) s.shift();
+    if (s.length > 64) s.splice(1, s.length - 64); // scraped often: older samples inside the minute are not needed
+    const base = s[0]!;
+    const dt = now - base.t;
+    return (v - base.v) * (dt > 60_000 ? 60_000 / dt : 1);
+  });
+  perKernelCount('kcovd_cover_lost_total', 'PCs and signals the memory budget (KCOV_COVER_LIMIT, KCOV_MEMORY_LIMIT) had no room for in the union.', (k) => k.cover.lost);
   new Gauge({
     name: 'kcovd_kernels', help: 'Kernels that exist.', registers,
     collect() { this.set(engine.kernels.size); },
@@ -137,6 +151,18 @@ function fleetMetrics(register: Registry, fleet: Fleet): void {
     new Counter({ name, help, registers, collect() { this.reset(); this.inc(value()); } });
   c('kcovd_fleet_round_trips_total', 'Redis round trips (pipelined batches) that succeeded.', () => fleet.status().roundTrips);
   c('kcovd_fleet_failures_total', 'Redis round trips that failed (their keys were kept and retried).', () => fleet.status().failures);
+  c('kcovd_fleet_round_trip_seconds_total', 'Time the successful Redis round trips took, together (divided by kcovd_fleet_round_trips_total: the mean latency).', () => fleet.status().roundTripSeconds);
+  c('kcovd_fleet_resets_total', 'Fleet-wide resets (DELETE /cover on another instance) that emptied a union here.', () => fleet.status().resets);
+  const perCorpus = (name: string, help: string, value: (s: { pcs: number; signal: number }) => number) =>
+    new Gauge({
+      name, help, labelNames: ['corpus'], registers,
+      collect() {
+        this.reset();
+        for (const s of fleet.corpusStatus()) this.set({ corpus: s.corpus }, value(s));
+      },
+    });
+  perCorpus('kcovd_fleet_cover_pcs', 'Distinct PCs in the union of each corpus in Redis (the whole fleet), as of the last round trip.', (s) => s.pcs);
+  perCorpus('kcovd_fleet_cover_signal', 'Distinct syzkaller edge signals of each corpus in Redis, as of the last round trip.', (s) => s.signal);
 }
 
 export function registerMetrics(app: FastifyInstance, engine: Engine, fleet: Fleet | null = null): Registry {

@@ -88,18 +88,18 @@ export async function coverRoutes(app: FastifyInstance, opts: { engine: Engine; 
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     k.cover.requireEnabled();
+    // The fleet first: its round may empty the local union (a reset on another instance).
+    const f = fleet === null ? null : await fleet.read(k);
+    if (engine.kernels.get(k.name) !== k) return sendProblem(engine, req, reply, 'ENOENT', `kernel "${k.name}" was deleted`, 404);
     k.cover.settle();
     let pcs = k.cover.pcs.sorted();
     let signal = k.cover.signals.size;
     let source: 'local' | 'fleet' = 'local';
     const lost = k.cover.lost;
-    if (fleet !== null) {
-      const f = await fleet.read(k);
-      if (f !== null) {
-        pcs = mergeSorted(f.pcs, pcs);
-        signal = Math.max(f.signal, signal);
-        source = 'fleet';
-      }
+    if (f !== null) {
+      pcs = mergeSorted(f.pcs, pcs);
+      signal = Math.max(f.signal, signal);
+      source = 'fleet';
     }
     reply.header('kcovd-cover-source', source);
     const format = req.query.format ?? negotiate(req.headers.accept);
@@ -112,8 +112,15 @@ export async function coverRoutes(app: FastifyInstance, opts: { engine: Engine; 
   r.delete(path, {
     schema: {
       tags: ['coverage'],
-      summary: "reset the kernel's cover union (with KCOV_FLEET_URL, the corpus's union in Redis too)",
-      description: 'Records the areas hold now do not count towards the new union. 503 EBUSY when the fleet is unreachable (the local union is reset).',
+      summary: "reset the kernel's cover union (with KCOV_FLEET_URL, the corpus's union on every instance of the fleet)",
+      description:
+        'Empties the union; records the areas hold now do not count towards the new one, and every PC is new again to whoever ' +
+        "records it first. With KCOV_FLEET_URL this is a fleet-wide reset of the kernel's `corpus`: the union in Redis is emptied " +
+        "and the corpus's generation raised; every other kernel of that corpus, on this instance or another, empties its own union " +
+        'at its next epoch check (within KCOV_FLEET_FLUSH_MS when it has PCs to push, a second when idle, and before any GET /cover), ' +
+        'and what its areas held until then does not ' +
+        "count either. An instance cut off from Redis at the time empties its union when it reconnects. 503 EBUSY when Redis is " +
+        'unreachable: the local union is reset, the fleet\'s is not (retry once Redis is back).',
       params: KernelParams,
       response: { 204: NoContent, ...problems(404, 501, 503) },
     },

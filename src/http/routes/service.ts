@@ -11,7 +11,9 @@ const Fleet = z.object({
   pending: z.number().int().describe('PCs and signals learnt here and not yet in Redis'),
   lagSeconds: z.number().describe('age of the oldest pending one'),
   roundTrips: z.number().int(),
+  roundTripSeconds: z.number().describe('time those round trips took, together'),
   failures: z.number().int(),
+  resets: z.number().int().describe('fleet-wide resets (DELETE /cover on another instance) that emptied a union here'),
 }).describe('KCOV_FLEET_URL only');
 const Ready = z.object({ ready: z.boolean(), draining: z.boolean(), fleet: Fleet.optional() });
 

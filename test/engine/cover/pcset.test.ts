@@ -124,3 +124,39 @@ t.test('a budget refusal stops growth: refused keys are counted, the rest stay c
   t.equal(tight.winSpan, 0);
   consistent(t, tight);
 });
+
+t.test('the union folds appended records in the background, a slice at a time, without a gate', async (t) => {
+  const { Engine } = await import('../../../src/engine/engine.js');
+  const { FOLD_SLICE } = await import('../../../src/engine/cover/union.js');
+  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 256 * 1024 ** 2 });
+  const queue: (() => void)[] = [];
+  e.background = (fn) => queue.push(fn);
+  const k = e.kernel('default');
+  const fd = k.open(1).fd;
+  k.ioctl(fd, 'KCOV_INIT_TRACE', 1, 4 * FOLD_SLICE);
+  k.ioctl(fd, 'KCOV_ENABLE', 1, 0);
+  const n = 2 * FOLD_SLICE + 5;
+  const body = new Uint8Array(n * 8);
+  const dv = new DataView(body.buffer);
+  for (let i = 0; i < n; i++) dv.setUint32(i * 8, 0x81000000 + (i % 5000) * 4, true);
+  k.eventsBinary(1, 'pc', [body], body.length);
+  k.eventsBinary(1, 'pc', [body.subarray(0, 8)], 8);
+  t.equal(queue.length, 1, 'one slice queued for any number of batches');
+  t.equal(k.cover.pcs.size, 0, 'nothing folded on the request path');
+  queue.shift()!();
+  t.equal(k.cover.pcs.size, 5000, 'the first slice folded');
+  t.equal(queue.length, 1, 'and queued the next, since more is pending');
+  while (queue.length > 0) queue.shift()!();
+  t.same(e.checkInvariants(), []);
+  t.equal(k.cover.pcs.size, 5000);
+  const all = new Uint32Array(body.buffer.slice(0));
+  const whole = new Uint32Array(all.length + 2);
+  whole.set(all);
+  whole.set(all.subarray(0, 2), all.length);
+  const sig = traceSignals(whole);
+  t.equal(k.cover.signals.size, new Set(Array.from({ length: sig.length / 2 }, (_, i) => `${sig[2 * i]}:${sig[2 * i + 1]}`)).size, 'signals of the whole trace, across slices');
+  // A gate now has nothing left to fold, and a slice after the kernel is gone does nothing.
+  k.eventsBinary(1, 'pc', [body.subarray(0, 8)], 8);
+  e.deleteKernel('default');
+  t.doesNotThrow(() => queue.shift()!());
+});
