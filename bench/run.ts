@@ -30,7 +30,7 @@ const MODULES: BenchModule[] = [
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const DURATION_MS = Number(process.env.BENCH_MS ?? 1000);
-const ONLY = process.env.BENCH_ONLY; // substring filter on case names
+const ONLY = process.env.BENCH_ONLY; // substring filter on case names ('a|b': either)
 
 interface Server { endpoint: Endpoint; child: ChildProcess }
 
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   const cases: HttpCase[] = [];
   for (const m of MODULES) {
     if (m.http === undefined) continue;
-    for (const c of await m.http(ctx)) if (ONLY === undefined || c.name.includes(ONLY)) cases.push(c);
+    for (const c of await m.http(ctx)) if (ONLY === undefined || ONLY.split('|').some((o) => c.name.includes(o))) cases.push(c);
   }
   for (const c of cases) {
     await server(c.baseline.server);

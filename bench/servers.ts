@@ -108,7 +108,7 @@ async function start(kind: string): Promise<Endpoint> {
       // As `npm start` runs it: the default log level and request logging unless the
       // bench's own environment sets them (LOG_LEVEL=silent npm run bench compares).
       const env: Record<string, string> = { KCOV_NCPUS: '2', KCOV_MEMORY_LIMIT: '2G', PORT: '0', HOST: '127.0.0.1', KCOV_SOCKET: socketPath('kcovd.sock') };
-      for (const k of ['LOG_LEVEL', 'KCOV_LOG_REQUESTS']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+      for (const k of ['LOG_LEVEL', 'KCOV_LOG_REQUESTS', 'KCOV_COVER']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
       // Imported here: baseline processes do not load kcovd.
       const { loadConfig } = await import('../src/config.js');
       const { start: startKcovd } = await import('../src/server.js');

@@ -15,6 +15,18 @@ import { CMP_STRIDE, PC_STRIDE, WORD } from '../wire/records.js';
 export { CMP_STRIDE, PC_STRIDE, WORD, strideOf, type TraceMode } from '../wire/records.js';
 const TWO32 = 0x1_0000_0000;
 
+/**
+ * [E] One buffer's identity and a count of writes to it, shared by every Area
+ * over that buffer (windows, the unique bitmap): a snapshot's weak ETag in O(1).
+ * Every writer below bumps `writes`; code that writes the views itself calls touch().
+ */
+export interface AreaStamp {
+  readonly id: number;
+  writes: number;
+}
+const STAMPS = new WeakMap<ArrayBuffer, AreaStamp>();
+let nextStamp = 1;
+
 /** A word-addressed window on a buffer: a whole area, or the trace part of one. */
 export class Area {
   /** [I] memory of the whole allocation. */
@@ -29,6 +41,8 @@ export class Area {
   /** [I] capacity in PC and CMP records (the hot path asks on every batch). */
   private readonly pcCapacity: number;
   private readonly cmpCapacity: number;
+  /** [E] shared by all Areas over `buffer`. */
+  readonly stamp: AreaStamp;
 
   constructor(buffer: ArrayBuffer, base = 0, words = buffer.byteLength / WORD - base) {
     this.buffer = buffer;
@@ -38,6 +52,15 @@ export class Area {
     this.bytes = new Uint8Array(buffer, base * WORD, words * WORD);
     this.pcCapacity = words - 1;
     this.cmpCapacity = Math.floor((words - 1) / CMP_STRIDE);
+    // A new view of known memory counts as a write: a recycled buffer never keeps an old tag.
+    const stamp = STAMPS.get(buffer);
+    if (stamp === undefined) STAMPS.set(buffer, (this.stamp = { id: nextStamp++, writes: 0 }));
+    else (this.stamp = stamp).writes++;
+  }
+
+  /** The memory was written other than through the methods here. */
+  touch(): void {
+    this.stamp.writes++;
   }
 
   static allocate(words: number): Area {
@@ -55,6 +78,7 @@ export class Area {
   }
 
   set count(value: number) {
+    this.stamp.writes++;
     if (value < TWO32) {
       this.u32[0] = value;
       this.u32[1] = 0;
@@ -92,6 +116,7 @@ export class Area {
     const left = (stride === PC_STRIDE ? this.pcCapacity : stride === CMP_STRIDE ? this.cmpCapacity : this.capacity(stride)) - count;
     const take = left <= 0 ? 0 : records < left ? records : left;
     if (take === 0) return 0;
+    this.stamp.writes++;
     const bytes = this.bytes;
     let need = take * stride * WORD;
     let at = (1 + count * stride) * WORD;

@@ -57,7 +57,8 @@ export function decodeJsonEvents(body: Record<string, unknown>, order: readonly 
     switch (key) {
       case 'pcs': {
         const w = new Uint32Array(list.length * 2);
-        for (let i = 0; i < list.length; i++) u64At(list[i], w, i * 2, `pcs[${i}]`);
+        // The value's name is spelt only for an error: no string per PC.
+        for (let i = 0; i < list.length; i++) if (!parseU64(list[i], w, i * 2)) u64At(list[i], w, i * 2, `pcs[${i}]`);
         out.push(segment('pc', w));
         break;
       }
@@ -195,6 +196,8 @@ function applyEach(target: TraceTarget | null, segments: readonly Segment[]): Ev
             continue;
           }
           bits[k] = (bits[k]! | mask) >>> 0;
+          // The bitmap is part of the area (an ETag covers it) even when the record is then dropped.
+          u.bitmap.touch();
         }
         if (target.area.pushPC(lo, hi)) r.accepted++;
         else r.dropped++;

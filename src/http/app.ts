@@ -59,6 +59,21 @@ declare module 'fastify' {
 
 const REQUEST_ID_RE = /^[\w.:@/+=-]{1,128}$/;
 
+/**
+ * Fresh request ids: UUIDs of the v4 shape from a random one per start, the last
+ * 48 bits counting up (randomUUID() per request is a few % of a small request).
+ */
+function requestIds(): () => string {
+  const base = randomUUID();
+  const head = base.slice(0, 24);
+  let n = parseInt(base.slice(24), 16);
+  return () => {
+    n = n >= 0xffff_ffff_ffff ? 0 : n + 1;
+    const h = n.toString(16);
+    return h.length === 12 ? head + h : head + '000000000000'.slice(h.length) + h;
+  };
+}
+
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { config } = opts;
   const engine = opts.engine ?? new Engine(engineOptions(config));
@@ -69,6 +84,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const fleet = config.fleetUrl === undefined ? null
     : new (await import('../fleet/redis.js')).RedisFleet(engine, { url: config.fleetUrl, cluster: config.fleetCluster, instance: bootId, timeoutMs: config.fleetTimeoutMs, flushMs: config.fleetFlushMs });
   const state: AppState = { draining: false, bootId, fleet };
+  const newRequestId = requestIds();
 
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -81,7 +97,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     requestIdHeader: false,
     genReqId: (req) => {
       const h = req.headers['x-request-id'];
-      return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
+      return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : newRequestId();
     },
     requestTimeout: config.requestTimeout,
     http: serverOptions(config) as never,

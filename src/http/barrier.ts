@@ -23,18 +23,30 @@ function nextChange(kernel: Kernel, remote: string | undefined, ms: number): Pro
   });
 }
 
-export async function waitOut<T>(kernel: Kernel, boundMs: number, op: () => T): Promise<T> {
+/** op() now, or a promise of it once it stops blocking (ETIMEDOUT past the bound). */
+export function waitOut<T>(kernel: Kernel, boundMs: number, op: () => T): T | Promise<T> {
+  // Nearly every call goes through at once: no promise for those.
   const start = Date.now();
+  try {
+    return op();
+  } catch (e) {
+    if (!(e instanceof WouldBlock)) throw e;
+    return waitLonger(kernel, boundMs, op, start, e);
+  }
+}
+
+async function waitLonger<T>(kernel: Kernel, boundMs: number, op: () => T, start: number, blocked: WouldBlock): Promise<T> {
   for (;;) {
+    const waited = Date.now() - start;
+    if (waited >= boundMs) {
+      throw new KcovError('ETIMEDOUT', `${blocked.message}; still open after ${waited} ms (bound ${boundMs} ms), nothing changed`);
+    }
+    await nextChange(kernel, blocked.remote, boundMs - waited);
     try {
       return op();
     } catch (e) {
       if (!(e instanceof WouldBlock)) throw e;
-      const waited = Date.now() - start;
-      if (waited >= boundMs) {
-        throw new KcovError('ETIMEDOUT', `${e.message}; still open after ${waited} ms (bound ${boundMs} ms), nothing changed`);
-      }
-      await nextChange(kernel, e.remote, boundMs - waited);
+      blocked = e;
     }
   }
 }

@@ -77,3 +77,40 @@ t.test('the memory budget refuses past its limit with ENOMEM and recovers on rel
   b.charge(100, 'c');
   t.equal(b.used, 100);
 });
+
+t.test('the write stamp: every writer bumps it, a refused write does not, windows share it', async (t) => {
+  const a = Area.allocate(5); // 4 PC records, 1 CMP record
+  const s = a.stamp;
+  let last = s.writes;
+  const bumped = (what: string, yes: boolean) => {
+    if (yes) t.ok(s.writes > last, `${what} bumps the stamp`);
+    else t.equal(s.writes, last, `${what} leaves it`);
+    last = s.writes;
+  };
+  a.pushPC(1, 0);
+  bumped('pushPC', true);
+  a.appendChunks([pcBytes(2, 3)], 2, PC_STRIDE);
+  bumped('appendChunks', true);
+  a.count = 1;
+  bumped('the count setter', true);
+  a.touch();
+  bumped('touch', true);
+  a.appendChunks([pcBytes(4, 5, 6, 7)], 4, PC_STRIDE);
+  bumped('appendChunks that fills the area', true);
+  t.notOk(a.pushPC(8, 0));
+  bumped('a dropped pushPC', false);
+  t.equal(a.appendChunks([pcBytes(9)], 1, PC_STRIDE), 0);
+  bumped('an appendChunks with no room', false);
+  a.count = 0;
+  t.ok(a.pushCmp(new Uint32Array(8)));
+  bumped('pushCmp', true);
+  t.notOk(a.pushCmp(new Uint32Array(8)));
+  bumped('a dropped pushCmp', false);
+  const w = a.window(2);
+  t.equal(w.stamp, s, 'a window shares its area\'s stamp');
+  bumped('making a window (a new view of known memory counts as a write)', true);
+  w.count = 0;
+  bumped('a write through the window', true);
+  t.equal(new Area(a.buffer).stamp, s, 'any Area over the buffer shares it');
+  t.not(Area.allocate(5).stamp.id, s.id, 'another buffer, another identity');
+});

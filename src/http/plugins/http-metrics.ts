@@ -49,8 +49,15 @@ class View {
 
 export class HttpMetrics {
   private readonly stats = new Map<string, RouteStats>();
+  /** Bumped when the registry resets the figures: cached entries are then stale. */
+  generation = 0;
 
   constructor(private readonly bounds: readonly number[]) {}
+
+  /** The entries of one route, for a hook that knows its route: no key built per request. */
+  route(route: string): RouteEntries {
+    return new RouteEntries(this, route);
+  }
 
   /** The entry of one (method, route, status); made on first sight. */
   entry(method: string, route: string, status: number): RouteStats {
@@ -65,7 +72,10 @@ export class HttpMetrics {
 
   register(registry: Registry, names: { latency: [string, string]; bytesIn: [string, string]; bytesOut: [string, string] }): void {
     const all = () => [...this.stats.values()];
-    const reset = () => this.stats.clear();
+    const reset = () => {
+      this.stats.clear();
+      this.generation++;
+    };
     const latency = (): Value[] => {
       const out: Value[] = [];
       const name = names.latency[0];
@@ -96,5 +106,26 @@ export class HttpMetrics {
       new View(names.bytesOut[0], names.bytesOut[1], 'counter', perRoute((s) => s.bytesOut), reset),
     ];
     for (const m of metrics) registry.registerMetric(m as unknown as Parameters<Registry['registerMetric']>[0]);
+  }
+}
+
+/** One route's entries; the last (method, status) seen is kept, as most requests repeat it. */
+export class RouteEntries {
+  private method = '';
+  private status = -1;
+  private generation = -1;
+  private last: RouteStats | undefined;
+
+  constructor(private readonly metrics: HttpMetrics, private readonly url: string) {}
+
+  entry(method: string, status: number): RouteStats {
+    const last = this.last;
+    if (last !== undefined && status === this.status && method === this.method && this.generation === this.metrics.generation) return last;
+    const s = this.metrics.entry(method, this.url, status);
+    this.last = s;
+    this.method = method;
+    this.status = status;
+    this.generation = this.metrics.generation;
+    return s;
   }
 }

@@ -17,11 +17,6 @@ import { isChunkedBody } from './binary.js';
 import { encodedLength } from './compress.js';
 import { HttpMetrics } from './http-metrics.js';
 
-/** The route pattern (bounded label set); "unmatched" for 404s. */
-function routeOf(req: FastifyRequest): string {
-  return req.routeOptions.url ?? 'unmatched';
-}
-
 function bytesIn(req: FastifyRequest): number {
   const n = encodedLength(req) ?? Number(req.headers['content-length']);
   if (Number.isFinite(n) && n > 0) return n;
@@ -181,11 +176,21 @@ export function registerMetrics(app: FastifyInstance, engine: Engine, fleet: Fle
     bytesOut: ['kcovd_http_response_bytes_total', 'Response body bytes sent, per route.'],
   });
   // After the compression plugin's own onSend (per route), so what is counted is what is sent.
+  // Each route's own onResponse knows its pattern: no req.routeOptions (an object built on each
+  // read) and no label key per request.
   app.addHook('onRoute', (route) => {
     route.onSend = route.onSend === undefined ? [countStreamed] : [...(Array.isArray(route.onSend) ? route.onSend : [route.onSend]), countStreamed];
+    const entries = http.route(route.url);
+    const observe = (req: FastifyRequest, reply: FastifyReply, done: () => void): void => {
+      entries.entry(req.method, reply.statusCode).observe(reply.elapsedTime / 1000, bytesIn(req), bytesOut(reply));
+      done();
+    };
+    route.onResponse = route.onResponse === undefined ? [observe] : [...(Array.isArray(route.onResponse) ? route.onResponse : [route.onResponse]), observe];
   });
+  // What no route matched (the not-found handler has no onRoute).
+  const unmatched = http.route('unmatched');
   app.addHook('onResponse', (req, reply, done) => {
-    http.entry(req.method, routeOf(req), reply.statusCode).observe(reply.elapsedTime / 1000, bytesIn(req), bytesOut(reply));
+    if (req.is404) unmatched.entry(req.method, reply.statusCode).observe(reply.elapsedTime / 1000, bytesIn(req), bytesOut(reply));
     done();
   });
 

@@ -114,7 +114,7 @@ const TITLES: Record<string, string> = {
 
 const HEADERS = {
   etag: {
-    description: 'weak tag of the snapshot (a digest of the bytes the reply is made of); send it back in If-None-Match',
+    description: 'weak tag of the snapshot (the area, how many times it was written, and the representation); send it back in If-None-Match',
     schema: { type: 'string' },
   },
   'kcovd-boot': {

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { CountBody, CountReply, CoverageJson, CoverageQuery, FdParams, NoContent, problems } from '../../../schemas/index.js';
@@ -10,7 +10,7 @@ import { countBody, coverageQuery, fastValidator, fdParams, sendJson } from '../
 import { BinaryBody } from '../plugins/docs.js';
 import { sendProblem } from '../plugins/errors.js';
 import { SnapshotPool } from '../codecs/snapshot-pool.js';
-import { noneMatch, snapshotTag } from '../plugins/etag.js';
+import { areaTag, noneMatch } from '../plugins/etag.js';
 import type { Fleet } from '../../fleet/fleet.js';
 import { newCoverageReply } from './cover.js';
 
@@ -48,8 +48,18 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
       },
     },
     validatorCompiler: fastValidator({ params: fdParams, querystring: coverageQuery }),
-  }, async (req, reply) => {
-    await app.longPoll.waitForChange(engine, req.params.kernel, req.params.fd, req.query.wait, req.query.since, reply.raw);
+  }, (req, reply) => {
+    // Sync unless it long-polls: no promise and no thenable reply for Fastify to wait on.
+    const wait = req.query.wait;
+    if (wait !== undefined && wait > 0) {
+      return app.longPoll.waitForChange(engine, req.params.kernel, req.params.fd, wait, req.query.since, reply.raw).then(() => snapshot(req, reply));
+    }
+    const r = snapshot(req, reply);
+    return r instanceof Promise ? r : undefined;
+  });
+
+  type SnapshotReq = { params: { kernel: string; fd: number }; query: { format?: 'binary' | 'json' | 'text'; mode?: 'pc' | 'cmp'; reset?: string; new?: string }; headers: FastifyRequest['headers'] };
+  const snapshot = (req: SnapshotReq & FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> => {
     const k = engine.kernel(req.params.kernel);
     const d = k.descriptor(req.params.fd);
     const m = k.mapping(d);
@@ -58,8 +68,7 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     const reset = req.query.reset === 'true' || req.query.reset === '1';
     if (req.query.new === 'true' || req.query.new === '1') return newCoverageReply(opts.fleet ?? null, reply, k, d, m, format, mode, reset);
     // The tag of what this reply is made of; a read with a side effect (reset) is never 304.
-    const tag = format === 'binary' ? snapshotTag(m.area.bytes, 'binary')
-      : snapshotTag(m.trace.bytes.subarray(0, (1 + m.trace.visible(strideOf(mode)) * strideOf(mode)) * 8), `${format} ${mode} ${m.trace.words}`);
+    const tag = format === 'binary' ? areaTag(m.area.stamp, 'b') : areaTag(m.trace.stamp, `${format === 'json' ? 'j' : 't'}${mode}${m.trace.words}`);
     reply.header('etag', tag);
     if (!reset && noneMatch(req.headers['if-none-match'], tag)) return reply.code(304).send();
     // Every format is encoded from the area at this instant, before any reset. A large
@@ -104,18 +113,21 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
     const charged = src.length >= SNAPSHOT_CHARGE_MIN ? src.length : 0;
     const refused = charged === 0 ? null : chargeSnapshot(engine, charged);
     if (refused !== null) return sendBusy(engine, req, reply, refused);
-    const snap = pool.copy(src);
+    // The whole area: one copy shared by the reads of it until it is written again.
+    const whole = range === null ? pool.whole(m.area.stamp, src) : null;
+    const snap = whole !== null ? whole.buf : pool.copy(src);
     // 'close' ends every reply (sent, failed, aborted); only one that finished leaves the
     // buffer free for reuse (an aborted socket write may still refer to it).
     reply.raw.once('close', () => {
       engine.budget.release(charged, 'snapshots');
-      if (reply.raw.writableFinished) pool.release(snap);
+      if (whole !== null) pool.done(whole, reply.raw.writableFinished);
+      else if (reply.raw.writableFinished) pool.release(snap);
     });
     if (reset) k.resetCoverage(d);
     if (range === null) return reply.send(snap);
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
     return reply.send(snap);
-  });
+  };
 
   r.put(`${path}/count`, {
     schema: {
@@ -126,9 +138,9 @@ export async function coverageRoutes(app: FastifyInstance, opts: { engine: Engin
       response: { 200: CountReply, ...problems(400, 404, 507) },
     },
     validatorCompiler: fastValidator({ params: fdParams, body: countBody }),
-  }, async (req, reply) => {
+  }, (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const m = k.setCount(k.descriptor(req.params.fd), req.body.count);
-    return sendJson(reply, `{"count":${m.trace.count},"words":${m.trace.words}}`);
+    sendJson(reply, `{"count":${m.trace.count},"words":${m.trace.words}}`);
   });
 }

@@ -34,7 +34,9 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
   r.get(`${base}/:fd`, {
     schema: { tags: ['descriptors'], summary: 'state of one descriptor', params: FdParams, response: { 200: DescriptorView, ...problems(404) } },
     validatorCompiler: fastValidator({ params: fdParams }),
-  }, async (req) => descriptorView(engine.kernel(req.params.kernel).descriptor(req.params.fd)));
+  }, (req, reply) => {
+    reply.send(descriptorView(engine.kernel(req.params.kernel).descriptor(req.params.fd)));
+  });
 
   r.delete(`${base}/:fd`, {
     schema: {
@@ -69,10 +71,16 @@ export async function descriptorRoutes(app: FastifyInstance, opts: { engine: Eng
       response: { 200: IoctlReply, ...problems(400, 403, 404, 409, 501, 507) },
     },
     validatorCompiler: fastValidator({ params: ioctlParams, body: ioctlBody }),
-  }, async (req, reply) => {
+  }, (req, reply) => {
     const k = engine.kernel(req.params.kernel);
-    const { ret, descriptor } = await waitOut(k, barrierMs, () => k.ioctl(req.params.fd, req.params.cmd, req.body.tid, req.body.arg));
+    const done = waitOut(k, barrierMs, () => k.ioctl(req.params.fd, req.params.cmd, req.body.tid, req.body.arg));
     // IoctlReply is {ret, descriptor} with a catch-all descriptor: zod's encode would hand back the same object.
-    return sendJson(reply, `{"ret":${ret},"descriptor":${JSON.stringify(descriptorView(descriptor))}}`);
+    const send = ({ ret, descriptor }: Awaited<typeof done>): void => {
+      sendJson(reply, `{"ret":${ret},"descriptor":${JSON.stringify(descriptorView(descriptor))}}`);
+    };
+    // Sync unless the ioctl waits on a barrier: no promise, no thenable reply.
+    if (done instanceof Promise) return done.then(send);
+    send(done);
+    return undefined;
   });
 }

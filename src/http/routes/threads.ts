@@ -108,11 +108,15 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
     },
     // The hot path: fast checks in front of zod (which notes the body's key order), a pre-encoded reply.
     validatorCompiler: fastValidator({ params: tidParams, querystring: eventsQuery, body: eventsBody }, { bodyKeyOrder: true }),
-  }, async (req, reply) => {
+  }, (req, reply) => {
+    // Sync: no promise, no thenable reply.
     const k = engine.kernel(req.params.kernel);
     const body: unknown = req.body;
-    if (isChunkedBody(body)) return sendJson(reply, eventReplyJson(k.eventsBinary(req.params.tid, req.query.kind, body.chunks, body.length)));
+    if (isChunkedBody(body)) {
+      sendJson(reply, eventReplyJson(k.eventsBinary(req.params.tid, req.query.kind, body.chunks, body.length)));
+      return;
+    }
     if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
-    return sendJson(reply, eventReplyJson(k.eventsJson(req.params.tid, body as Record<string, unknown>, keyOrder(req))));
+    sendJson(reply, eventReplyJson(k.eventsJson(req.params.tid, body as Record<string, unknown>, keyOrder(req))));
   });
 }

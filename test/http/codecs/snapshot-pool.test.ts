@@ -1,6 +1,7 @@
 import t from 'tap';
 import { request } from 'undici';
 import { SnapshotPool } from '#src/http/codecs/snapshot-pool.js';
+import { Area } from '#src/engine/area.js';
 import { Client, makeApp, pcs } from '#test/helpers.js';
 
 t.test('the pool hands out copies and reuses only released buffers of the same size', async (t) => {
@@ -22,6 +23,37 @@ t.test('the pool hands out copies and reuses only released buffers of the same s
   t.equal(pool.idleBytes, 64, 'never more than maxBytes idle');
   pool.release(Buffer.alloc(8));
   t.equal(pool.idleBytes, 64, 'small buffers are not kept');
+});
+
+t.test('a whole-area copy is shared until the area is written, and never reused once a reply from it was cut off', async (t) => {
+  const pool = new SnapshotPool(16, 64);
+  const area = Area.allocate(4); // 32 bytes
+  area.pushPC(7, 0);
+  const a = pool.whole(area.stamp, area.bytes);
+  const b = pool.whole(area.stamp, area.bytes);
+  t.equal(b, a, 'unwritten since: the same copy');
+  t.equal(a.users, 2);
+  t.equal(pool.keptBytes, 32);
+  pool.done(a, true);
+  pool.done(b, true);
+  t.equal(pool.idleBytes, 0, 'kept, not pooled');
+  area.pushPC(8, 0);
+  const c = pool.whole(area.stamp, area.bytes);
+  t.not(c, a, 'written since: a new copy');
+  t.equal(c.buf.readUInt32LE(16), 8, 'of the area as it is now');
+  t.equal(c.buf, a.buf, 'into the old buffer, which no reply held any more');
+  pool.done(c, false); // the socket may still hold it
+  const held = Buffer.from(c.buf);
+  area.count = 0;
+  const d = pool.whole(area.stamp, area.bytes);
+  t.not(d.buf, c.buf, 'a copy a cut-off reply may still be writing is never written into');
+  t.same(c.buf, held);
+  t.equal(d.buf.readUInt32LE(0), 0);
+  pool.done(d, true);
+  // Other areas take the idle room of older copies, within maxBytes.
+  const others = [Area.allocate(4), Area.allocate(4), Area.allocate(4)];
+  for (const o of others) pool.done(pool.whole(o.stamp, o.bytes), true);
+  t.ok(pool.keptBytes + pool.idleBytes <= 64, 'never more than maxBytes idle');
 });
 
 t.test('successive binary reads of a large area over a socket each show the area of their instant', async (t) => {
