@@ -11,8 +11,8 @@
  * in it (see union.ts); a plain set stores 1.
  *
  * In front of the table, a presence window: one bit per address of the span
- * [winLo, winLo + winSpan) of high half winHi, set exactly when that key is in
- * the set. PCs (and the edge signals made from them) of one program lie in a
+ * [winLo, winLo + winSpan) of high half winHi, set for every key of the set
+ * in that span (and for keys a full set refused: see refuse()). PCs (and the edge signals made from them) of one program lie in a
  * span of a few MiB, and a trace repeats them millions of times: foldRecords()
  * answers "already there" with one bit test instead of a hash probe, which
  * makes folding a trace cost little more than reading it. The window is chosen
@@ -131,11 +131,11 @@ export class PcSet {
       if (this.backoff > 0) {
         this.backoff--;
         if (this.find(lo, hi) >= 0) return -1;
-        return -2;
+        return this.refuse(lo, hi);
       }
       if (!this.grow(lo, hi)) {
         this.backoff = RETRY_GROWTH;
-        return this.find(lo, hi) >= 0 ? -1 : -2;
+        return this.find(lo, hi) >= 0 ? -1 : this.refuse(lo, hi);
       }
     }
     const mask = this.mask;
@@ -148,12 +148,39 @@ export class PcSet {
         t[at + 2] = tag;
         this.size++;
         const off = (lo - this.winLo) >>> 0;
-        if (hi === this.winHi && off < this.winSpan) this.win[off >>> 5]! |= 1 << (off & 31);
+        if (hi === this.winHi && off < this.winSpan) {
+          const bit = 1 << (off & 31);
+          if ((this.win[off >>> 5]! & bit) !== 0) this.shadowed--; // refused before, held now
+          this.win[off >>> 5]! |= bit;
+        }
         return i;
       }
       if (t[at] === lo && t[at + 1] === hi) return -1;
     }
   }
+
+  /**
+   * A key the full table could not take: -2. Inside the window its bit is set
+   * anyway (a shadow), so that the fold, which trusts the window, does not
+   * probe the full table for it again on every record: a union at its cap
+   * would otherwise pay a miss probe for each refused PC of every batch. Such
+   * a key is counted lost once; the next doubling rebuilds the window from
+   * the table and forgets the shadows. find() and has() never read the window.
+   */
+  private refuse(lo: number, hi: number): number {
+    const off = (lo - this.winLo) >>> 0;
+    if (hi === this.winHi && off < this.winSpan) {
+      const bit = 1 << (off & 31);
+      if ((this.win[off >>> 5]! & bit) === 0) {
+        this.win[off >>> 5]! |= bit;
+        this.shadowed++;
+      }
+    }
+    return -2;
+  }
+
+  /** Window bits of refused keys (see refuse()). */
+  shadowed = 0;
 
   /** Double the table (and choose the window again); false when the budget refuses the table. */
   private grow(hintLo: number, hintHi: number): boolean {
@@ -219,6 +246,7 @@ export class PcSet {
       if (off < span) win[off >>> 5]! |= 1 << (off & 31);
     }
     this.win = win;
+    this.shadowed = 0;
     this.winHi = hintHi;
     this.winLo = base;
     this.winSpan = span;
@@ -232,6 +260,7 @@ export class PcSet {
     this.bytes -= bytes;
     freeTable(this.win);
     this.win = NO_WINDOW;
+    this.shadowed = 0;
     this.winHi = this.winLo = this.winSpan = 0;
   }
 
@@ -245,6 +274,7 @@ export class PcSet {
     this.mask = -1;
     this.size = 0;
     this.backoff = 0;
+    this.shadowed = 0;
     this.win = NO_WINDOW;
     this.winHi = this.winLo = this.winSpan = 0;
   }
@@ -303,7 +333,7 @@ export class PcSet {
     }
     let bits = 0;
     for (let i = 0; i < this.win.length; i++) for (let x = this.win[i]!; x !== 0; x &= x - 1) bits++;
-    if (bits !== inWindow) out.push(`${what}: ${bits} window bits set for ${inWindow} keys in the window`);
+    if (bits !== inWindow + this.shadowed) out.push(`${what}: ${bits} window bits set for ${inWindow} keys in the window and ${this.shadowed} refused`);
   }
 }
 

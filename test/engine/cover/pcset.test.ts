@@ -160,3 +160,20 @@ t.test('the union folds appended records in the background, a slice at a time, w
   e.deleteKernel('default');
   t.doesNotThrow(() => queue.shift()!());
 });
+
+t.test('a set at its cap: refused PCs in the window are counted lost once, then skipped by the fold, and a clear forgets them', async (t) => {
+  const b = budget(1024 * 12 + 2 ** 13); // 1024 slots and the smallest window
+  const a = new PcSet(b, 'a');
+  const u = new Uint32Array(2000 * 2);
+  for (let i = 0; i < 2000; i++) u[2 * i] = 0x1000 + i * 4;
+  const first = foldRecords(u, 0, 2, 2000, 1, a, null, EDGE_HASH, 0, null, null);
+  t.equal(first.pcs, 768, 'the table takes 3/4 of its slots');
+  t.equal(first.refused, 2000 - 768);
+  const again = foldRecords(u, 0, 2, 2000, 1, a, null, EDGE_HASH, 0, null, null);
+  t.same([again.pcs, again.refused], [0, 0], 'the same trace again: nothing added, nothing lost again, no probe');
+  t.equal(a.has(0x1000 + 1999 * 4, 0), false, 'a refused PC is not in the set');
+  consistent(t, a);
+  a.clear();
+  t.equal(a.shadowed, 0);
+  consistent(t, a);
+});
