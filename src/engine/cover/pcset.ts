@@ -52,6 +52,8 @@ function freeTable(t: Uint32Array): void {
 }
 /** After the budget refused a doubling, adds that wait before the next try (memory may have been freed since). */
 const RETRY_GROWTH = 4096;
+/** Probes for present keys outside the window (at least this many, and a quarter of the keys) before it is chosen again. */
+const REWINDOW_MIN = 65536;
 /** Bytes per slot: lo, hi and tag words. */
 export const SLOT_BYTES = 12;
 
@@ -155,8 +157,22 @@ export class PcSet {
         }
         return i;
       }
-      if (t[at] === lo && t[at + 1] === hi) return -1;
+      if (t[at] === lo && t[at + 1] === hi) {
+        // Present but outside the window: the fold probed for it. Many of those mean the keys
+        // moved past the window chosen at the last doubling; choose it again from them.
+        const off = (lo - this.winLo) >>> 0;
+        if ((hi !== this.winHi || off >= this.winSpan) && ++this.outside > Math.max(REWINDOW_MIN, this.size >> 2)) this.rewindow(lo, hi);
+        return -1;
+      }
     }
+  }
+
+  /** Keys found present outside the window since it was chosen. */
+  private outside = 0;
+
+  private rewindow(hintLo: number, hintHi: number): void {
+    this.dropWindow();
+    this.chooseWindow(hintLo, hintHi);
   }
 
   /**
@@ -247,6 +263,7 @@ export class PcSet {
     }
     this.win = win;
     this.shadowed = 0;
+    this.outside = 0;
     this.winHi = hintHi;
     this.winLo = base;
     this.winSpan = span;

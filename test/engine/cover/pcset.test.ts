@@ -177,3 +177,22 @@ t.test('a set at its cap: refused PCs in the window are counted lost once, then 
   t.equal(a.shadowed, 0);
   consistent(t, a);
 });
+
+t.test('keys that moved past the window: the window is chosen again once the fold keeps probing for them', async (t) => {
+  const a = new PcSet(budget(), 'a');
+  const n = 70000;
+  const near = new Uint32Array(n * 2);
+  for (let i = 0; i < n; i++) near[2 * i] = 0x1000_0000 + i * 4;
+  foldRecords(near, 0, 2, n, 1, a, null, EDGE_HASH, 0, null, null);
+  const far = new Uint32Array(n * 2);
+  for (let i = 0; i < n; i++) far[2 * i] = 0x1800_0000 + i * 4; // 128 MiB away: outside any span of the first keys
+  foldRecords(far, 0, 2, n, 1, a, null, EDGE_HASH, 0, null, null);
+  const covers = (lo: number) => ((lo - a.winLo) >>> 0) < a.winSpan;
+  t.ok(covers(0x1800_0000) && !covers(0x1000_0000), 'the last doubling chose a window on the newer keys');
+  // The older keys again: present, outside the window, each a probe, until the window moves to them.
+  foldRecords(near, 0, 2, n, 1, a, null, EDGE_HASH, 0, null, null);
+  foldRecords(near, 0, 2, n, 1, a, null, EDGE_HASH, 0, null, null);
+  t.ok(covers(0x1000_0000), 'the window moved to the keys being folded');
+  consistent(t, a);
+  t.equal(a.size, 2 * n);
+});
