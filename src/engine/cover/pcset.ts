@@ -20,6 +20,7 @@
  * charged with the table, and dropped when the budget refuses it: keys outside
  * it take the probe.
  */
+import { allocTable, freeTable } from '../tables.js';
 /** Where a set's bytes are charged: the memory budget, or a kernel's account of it. */
 export interface Charger {
   /** Take `bytes` or throw (ENOMEM), taking nothing. */
@@ -34,22 +35,6 @@ const MIN_SPAN = 2 ** 16;
 const MAX_SPAN = 2 ** 24;
 const NO_WINDOW = new Uint32Array(0);
 
-type Resizable = ArrayBuffer & { resize(bytes: number): void; readonly resizable: boolean };
-const ResizableArrayBuffer = ArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => Resizable;
-
-/**
- * A zeroed table in a resizable buffer: a doubling or a clear gives the old
- * table's memory back at once (resized to 0), not at some later GC, so the
- * garbage of growth never holds RSS the budget does not know about.
- */
-function allocTable(words: number): Uint32Array {
-  return new Uint32Array(new ResizableArrayBuffer(words * 4, { maxByteLength: words * 4 }), 0, words);
-}
-
-function freeTable(t: Uint32Array): void {
-  const b = t.buffer as Resizable;
-  if (b.resizable === true) b.resize(0);
-}
 /** After the budget refused a doubling, adds that wait before the next try (memory may have been freed since). */
 const RETRY_GROWTH = 4096;
 /** Probes for present keys outside the window (at least this many, and a quarter of the keys) before it is chosen again. */
@@ -209,7 +194,7 @@ export class PcSet {
     }
     this.dropWindow();
     const old = this.t;
-    const t = allocTable(slots * 3);
+    const t = new Uint32Array(allocTable(slots * SLOT_BYTES), 0, slots * 3);
     const mask = slots - 1;
     for (let j = 0; j < old.length; j += 3) {
       const tag = old[j + 2]!;
@@ -222,7 +207,7 @@ export class PcSet {
       t[i * 3 + 2] = tag;
     }
     this.budget.release(this.bytes);
-    freeTable(old);
+    freeTable(old.buffer);
     this.t = t;
     this.mask = mask;
     this.bytes = bytes;
@@ -255,7 +240,7 @@ export class PcSet {
     } catch {
       return;
     }
-    const win = allocTable(span / 32);
+    const win = new Uint32Array(allocTable(span / 8), 0, span / 32);
     for (let j = 0; j < t.length; j += 3) {
       if (t[j + 2] === EMPTY || t[j + 1] !== hintHi) continue;
       const off = (t[j]! - base) >>> 0;
@@ -275,7 +260,7 @@ export class PcSet {
     const bytes = this.winSpan / 8;
     this.budget.release(bytes);
     this.bytes -= bytes;
-    freeTable(this.win);
+    freeTable(this.win.buffer);
     this.win = NO_WINDOW;
     this.shadowed = 0;
     this.winHi = this.winLo = this.winSpan = 0;
@@ -285,8 +270,8 @@ export class PcSet {
   clear(): void {
     this.budget.release(this.bytes);
     this.bytes = 0;
-    freeTable(this.t);
-    freeTable(this.win);
+    freeTable(this.t.buffer);
+    freeTable(this.win.buffer);
     this.t = new Uint32Array(0);
     this.mask = -1;
     this.size = 0;

@@ -16,6 +16,7 @@
  * held ~50 MiB of uncharged RSS at a full budget (docs/limits.md).
  */
 import type { KernelMemory } from './memory.js';
+import { allocTable, freeTable } from '../tables.js';
 
 /** Index of a PC that has no guard: beyond every bitmap. */
 export const NO_GUARD = Number.MAX_SAFE_INTEGER;
@@ -141,20 +142,6 @@ export class GuardIndex {
     this.account.release(oldBytes, 'guards');
     return true;
   }
-}
-
-type Resizable = ArrayBuffer & { resize(bytes: number): void; readonly resizable: boolean };
-const ResizableArrayBuffer = ArrayBuffer as unknown as new (bytes: number, options: { maxByteLength: number }) => Resizable;
-
-/** A zeroed table of `bytes`, resizable so that freeTable can give its memory back at once. */
-function allocTable(bytes: number): ArrayBuffer {
-  return new ResizableArrayBuffer(bytes, { maxByteLength: bytes });
-}
-
-/** Give a table's memory back now (V8 decommits a shrunk resizable buffer's pages) rather than at the next GC. */
-function freeTable(buffer: ArrayBuffer): void {
-  const b = buffer as Resizable;
-  if (b.resizable === true) b.resize(0);
 }
 
 function hash(lo: number, hi: number): number {
