@@ -134,8 +134,8 @@ export class PcSet {
         t[at + 1] = hi;
         t[at + 2] = tag;
         this.size++;
-        const off = (lo - this.winLo) >>> 0;
-        if (hi === this.winHi && off < this.winSpan) {
+        const off = this.windowOffset(lo, hi);
+        if (off >= 0) {
           const bit = 1 << (off & 31);
           if ((this.win[off >>> 5]! & bit) !== 0) this.shadowed--; // refused before, held now
           this.win[off >>> 5]! |= bit;
@@ -145,11 +145,16 @@ export class PcSet {
       if (t[at] === lo && t[at + 1] === hi) {
         // Present but outside the window: the fold probed for it. Many of those mean the keys
         // moved past the window chosen at the last doubling; choose it again from them.
-        const off = (lo - this.winLo) >>> 0;
-        if ((hi !== this.winHi || off >= this.winSpan) && ++this.outside > Math.max(REWINDOW_MIN, this.size >> 2)) this.rewindow(lo, hi);
+        if (this.windowOffset(lo, hi) < 0 && ++this.outside > Math.max(REWINDOW_MIN, this.size >> 2)) this.rewindow(lo, hi);
         return -1;
       }
     }
+  }
+
+  /** Bit of the key in the window, or -1 when the window does not cover it. */
+  private windowOffset(lo: number, hi: number): number {
+    const off = (lo - this.winLo) >>> 0;
+    return hi === this.winHi && off < this.winSpan ? off : -1;
   }
 
   /** Keys found present outside the window since it was chosen. */
@@ -169,8 +174,8 @@ export class PcSet {
    * the table and forgets the shadows. find() and has() never read the window.
    */
   private refuse(lo: number, hi: number): number {
-    const off = (lo - this.winLo) >>> 0;
-    if (hi === this.winHi && off < this.winSpan) {
+    const off = this.windowOffset(lo, hi);
+    if (off >= 0) {
       const bit = 1 << (off & 31);
       if ((this.win[off >>> 5]! & bit) === 0) {
         this.win[off >>> 5]! |= bit;
@@ -324,12 +329,12 @@ export class PcSet {
     }
     if (n !== this.size) out.push(`${what}: size ${this.size} != occupied slots ${n}`);
     if (this.bytes !== (t.length / 3) * SLOT_BYTES + this.winSpan / 8) out.push(`${what}: charged ${this.bytes} bytes for ${t.length / 3} slots and a window of ${this.winSpan}`);
-    // The window's bits are exactly the keys in its span.
+    // The window's bits are exactly the keys in its span, and the refused ones.
     let inWindow = 0;
     for (let i = 0; i * 3 < t.length; i++) {
-      if (t[i * 3 + 2] === EMPTY || t[i * 3 + 1] !== this.winHi) continue;
-      const off = (t[i * 3]! - this.winLo) >>> 0;
-      if (off >= this.winSpan) continue;
+      if (t[i * 3 + 2] === EMPTY) continue;
+      const off = this.windowOffset(t[i * 3]!, t[i * 3 + 1]!);
+      if (off < 0) continue;
       inWindow++;
       if ((this.win[off >>> 5]! & (1 << (off & 31))) === 0) out.push(`${what}: key in slot ${i} is in the window but its bit is clear`);
     }
