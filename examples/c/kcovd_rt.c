@@ -529,22 +529,25 @@ NOINSTR static void nested(struct tls *t, int k) {
   if (t->busy == 1 && t->slot != NULL && cfg.want[k]) ADD(t->slot->nested, 1);
 }
 
-NOINSTR void __sanitizer_cov_trace_pc(void) {
-  struct tls *t = &T;
+/* Both PC hooks. The hook reads RET_IP itself: inlined here it would still be the hook's. */
+NOINSTR static inline __attribute__((always_inline)) void record_pc(struct tls *t, uint64_t pc) {
   if (UNLIKELY(t->busy)) return nested(t, K_PC);
   t->busy = 1;
   BARRIER();
   uint32_t p = t->pos[K_PC];
   if (LIKELY(p < t->cap[K_PC])) {
-    t->buf[K_PC][p] = RET_IP;
+    t->buf[K_PC][p] = pc;
     BARRIER();
     t->pos[K_PC] = p + 1;
   } else {
-    uint64_t pc = RET_IP;
     slow(t, K_PC, &pc, 1);
   }
   BARRIER();
   t->busy = 0;
+}
+
+NOINSTR void __sanitizer_cov_trace_pc(void) {
+  record_pc(&T, RET_IP);
 }
 
 /* clang's trace-pc-guard: every guard is non-zero, so every edge is recorded as trace-pc would. */
@@ -555,22 +558,8 @@ NOINSTR void __sanitizer_cov_trace_pc_guard_init(uint32_t *start, uint32_t *stop
 }
 
 NOINSTR void __sanitizer_cov_trace_pc_guard(uint32_t *guard) {
-  struct tls *t = &T;
   if (UNLIKELY(*guard == 0)) return;
-  if (UNLIKELY(t->busy)) return nested(t, K_PC);
-  t->busy = 1;
-  BARRIER();
-  uint32_t p = t->pos[K_PC];
-  if (LIKELY(p < t->cap[K_PC])) {
-    t->buf[K_PC][p] = RET_IP;
-    BARRIER();
-    t->pos[K_PC] = p + 1;
-  } else {
-    uint64_t pc = RET_IP;
-    slow(t, K_PC, &pc, 1);
-  }
-  BARRIER();
-  t->busy = 0;
+  record_pc(&T, RET_IP);
 }
 
 NOINSTR static inline void add_cmp(uint64_t type, uint64_t a, uint64_t b, uint64_t ip) {
