@@ -47,18 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__has_attribute)
-#if __has_attribute(no_sanitize_coverage)
-#define NOINSTR __attribute__((no_sanitize_coverage))
-#endif
-#endif
-#ifndef NOINSTR
-#define NOINSTR
-#endif
-#define LIKELY(x) __builtin_expect(!!(x), 1)
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define BARRIER() __asm__ __volatile__("" ::: "memory")
-#define RET_IP ((uint64_t)(uintptr_t)__builtin_return_address(0))
 
 #define KCOV_CMP_CONST 1u
 #define KCOV_CMP_SIZE(n) ((uint64_t)(n) << 1)

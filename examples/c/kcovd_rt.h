@@ -62,6 +62,18 @@ long kcovd_tid(void);
 
 /* The hooks the compilers call (declared for the runtime itself: gcc has its own built-in prototypes). */
 #ifdef KCOVD_RT_INTERNAL
+/* For the runtime and the reference recorder: hook code is never instrumented itself. */
+#if defined(__has_attribute)
+#if __has_attribute(no_sanitize_coverage)
+#define NOINSTR __attribute__((no_sanitize_coverage))
+#endif
+#endif
+#ifndef NOINSTR
+#define NOINSTR
+#endif
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define RET_IP ((uint64_t)(uintptr_t)__builtin_return_address(0))
 void __sanitizer_cov_trace_pc(void);
 void __sanitizer_cov_trace_pc_guard_init(uint32_t *start, uint32_t *stop);
 void __sanitizer_cov_trace_pc_guard(uint32_t *guard);

@@ -24,17 +24,6 @@
 #define KCOVD_RT_INTERNAL
 #include "kcovd_rt.h"
 
-#if defined(__has_attribute)
-#if __has_attribute(no_sanitize_coverage)
-#define NOINSTR __attribute__((no_sanitize_coverage))
-#endif
-#endif
-#ifndef NOINSTR
-#define NOINSTR
-#endif
-#define RET_IP ((uint64_t)(uintptr_t)__builtin_return_address(0))
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
-
 struct areas {
   uint64_t *a[2];
   long tid;
