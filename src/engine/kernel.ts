@@ -397,6 +397,11 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     return this.atomic(() => this.apply(this.target(this.ensureThread(tid)), segs));
   }
 
+  /** A batch already decoded into segments (a scanned JSON body), applied as eventsJson applies it. */
+  eventsSegments(tid: number, segs: readonly Segment[]): EventResult {
+    return this.atomic(() => this.apply(this.target(this.ensureThread(tid)), segs));
+  }
+
   apply(target: TraceTarget | null, segs: readonly Segment[]): EventResult {
     const r = applySegments(target, segs);
     this.stats.accepted += r.accepted;

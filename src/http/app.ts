@@ -11,9 +11,10 @@ import { lazyChildLogger } from './lazylog.js';
 import { LongPoll } from './longpoll.js';
 import { OPEN_ROUTES, authCheck } from './plugins/auth.js';
 import { registerBinaryBody } from './plugins/binary.js';
+import { registerJsonBody } from './plugins/json-body.js';
 import { registerCompression } from './plugins/compress.js';
 import { registerDocs } from './plugins/docs.js';
-import { clientErrorHandler, frameworkErrors, registerErrors, sendProblem } from './plugins/errors.js';
+import { clientErrorHandler, closeAfter, frameworkErrors, registerErrors, sendProblem } from './plugins/errors.js';
 import { registerLimits, serverOptions, type InFlight } from './plugins/limits.js';
 import { registerMetrics } from './plugins/metrics.js';
 import { fastSerializerCompiler } from './serializer.js';
@@ -124,6 +125,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // app
   registerErrors(app, engine);
   registerBinaryBody(app, config.bodyLimit);
+  registerJsonBody(app);
   app.decorate('inflight', registerLimits(app, engine, config));
   // One callback-style hook for everything every request pays before routing on: request id and
   // boot id headers, the boot check, draining (before auth: a draining server turns everyone away),
@@ -137,7 +139,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return sendProblem(engine, req, reply, 'ESTALE', `if-kcovd-boot ${JSON.stringify(boot)} names another start of the service; this one is ${state.bootId}`);
     }
     if (state.draining && !OPEN_ROUTES.has(req.routeOptions.url ?? '')) {
-      reply.header('connection', 'close').header('retry-after', '1');
+      closeAfter(reply.header('retry-after', '1'));
       return sendProblem(engine, req, reply, 'EBUSY', 'the server is shutting down', 503);
     }
     if (auth !== undefined && !auth(req, reply)) return;

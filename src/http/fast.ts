@@ -11,6 +11,7 @@
 import type { FastifyReply, FastifySchemaCompiler } from 'fastify';
 import { boundedValidatorCompiler } from './validate.js';
 import { isChunkedBody, noteBodyKeyOrder } from './plugins/binary.js';
+import { isSegmentsBody } from './plugins/json-body.js';
 import { KERNEL_NAME_RE } from '../wire/names.js';
 
 type HttpPart = 'body' | 'querystring' | 'params' | 'headers';
@@ -129,21 +130,21 @@ export function ioctlBody(data: unknown): unknown {
   return undefined;
 }
 
-/** A binary events body passes as it is (its schema is z.any()); JSON bodies go to zod. */
+/** A binary events body passes as it is (its schema is z.any()), and so does one the JSON scanner decoded; other JSON bodies go to zod. */
 export function binaryBody(data: unknown): unknown {
-  return isChunkedBody(data) ? data : undefined;
+  return isChunkedBody(data) || isSegmentsBody(data) ? data : undefined;
 }
 
 /** U64's string branch. */
 const U64_RE = /^(0[xX][0-9a-fA-F]+|[0-9]+)$/;
 
 /**
- * An events body: binary as it is; JSON {"pcs": [U64, …]} alone (the batch a
+ * An events body: binary, or JSON the scanner decoded (plugins/json-body.ts), as it is; JSON {"pcs": [U64, …]} alone (the batch a
  * client sends most), each value a safe non-negative integer or U64's string.
  * Other lists and anything odd go to zod.
  */
 export function eventsBody(data: unknown): unknown {
-  if (isChunkedBody(data)) return data;
+  if (isChunkedBody(data) || isSegmentsBody(data)) return data;
   if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined;
   const b = data as { pcs?: unknown };
   const pcs = b.pcs;

@@ -199,7 +199,7 @@ export function boundedParse(schema: $ZodType, data: unknown): { value: unknown;
 const ZOD_ERROR = Symbol.for('ZodFastifySchemaValidationError');
 
 /** Issues in the shape fastify-type-provider-zod gives Fastify (hasZodFastifySchemaValidationErrors knows them). */
-function fastifyErrors(issues: Issue[]) {
+export function fastifyErrors(issues: Issue[]) {
   return issues.map((issue) => {
     const { path, code, message, ...params } = issue;
     return {

@@ -43,9 +43,14 @@ export function cmpSizeOf(type: number): number {
  * stays exact in a double.
  */
 export function fnv1a64(site: string, out: Uint32Array, at: number): void {
-  let a0 = 0x2325, a1 = 0x8422, a2 = 0x9ce4, a3 = 0xcbf2; // 0xcbf29ce484222325
   const bytes = Buffer.from(site, 'utf8');
-  for (let i = 0; i < bytes.length; i++) {
+  fnv1a64Bytes(bytes, 0, bytes.length, out, at);
+}
+
+/** FNV-1a-64 of bytes[start, end) (a site's UTF-8), into out[at] (low half) and out[at + 1]. */
+export function fnv1a64Bytes(bytes: Uint8Array, start: number, end: number, out: Uint32Array, at: number): void {
+  let a0 = 0x2325, a1 = 0x8422, a2 = 0x9ce4, a3 = 0xcbf2; // 0xcbf29ce484222325
+  for (let i = start; i < end; i++) {
     a0 ^= bytes[i]!;
     const t0 = a0 * 0x1b3;
     const t1 = a1 * 0x1b3 + (t0 >>> 16);

@@ -55,16 +55,58 @@ export function writeRawProblem(socket: Socket, dialect: DialectName, bootId: st
   for (const [k, v] of Object.entries(extra)) head += `${k}: ${v}\r\n`;
   if (!socket.writable) return void socket.destroy();
   socket.end(`${head}\r\n${body}`);
-  // Read and drop what the client is still sending, so closing does not reset the
-  // connection under the reply (a peer's RST can discard data it has not read yet).
-  socket.resume();
-  const linger = setTimeout(() => socket.destroy(), LINGER_MS);
-  linger.unref();
-  socket.once('close', () => clearTimeout(linger));
+  linger(socket);
 }
 
-/** Milliseconds a closing connection is drained after a raw problem. */
+/**
+ * Read and drop what the client is still sending, then close: closing with request bytes
+ * unread makes the kernel reset the connection, and a peer's RST can discard the reply
+ * before the client reads it (a refused 8 MiB batch looked like a dropped connection).
+ * Bounded: the socket closes when the client closes its side, or after LINGER_MS.
+ */
+function linger(socket: Socket): void {
+  socket.resume();
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('end', () => socket.destroy());
+  socket.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * How long, and how many bytes of a refused body, a closing connection is drained. Each
+ * read is garbage for the GC: 16 clients blasting refused uploads must not fill the heap
+ * with it. A client that reads while it writes has the reply long before either bound.
+ */
 const LINGER_MS = 1000;
+const LINGER_BYTES = 1024 * 1024;
+
+/**
+ * `connection: close` on a reply sent before its request body was read (load shedding,
+ * a body too large): node closes such a socket as soon as the reply is written; here it
+ * half-closes and drains the body for a bounded while instead, so the client gets the
+ * reply, not a reset.
+ */
+export function closeAfter(reply: FastifyReply): FastifyReply {
+  reply.header('connection', 'close');
+  const socket = reply.raw.socket as (Socket & { destroySoon?: () => void }) | null;
+  const req = reply.request.raw;
+  if (socket !== null && !req.complete) {
+    let drained = 0;
+    req.on('data', (chunk: Buffer) => {
+      drained += chunk.length;
+      // Not from inside node's parser callback.
+      if (drained > LINGER_BYTES && drained - chunk.length <= LINGER_BYTES) setImmediate(() => socket.destroy());
+    });
+    // node's resOnFinish calls destroySoon() after the last reply of a closing connection.
+    socket.destroySoon = () => {
+      socket.end();
+      // A body stream that failed mid-way (limits.ts Counted) was left paused: its bytes would pile up.
+      req.resume();
+      linger(socket);
+    };
+  }
+  return reply;
+}
 
 /** What node's parser errors mean on the wire. */
 function clientErrorProblem(err: NodeJS.ErrnoException): [number, ErrnoName, string] {
@@ -161,11 +203,11 @@ export function registerErrors(app: FastifyInstance, engine: Engine): void {
       case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
         return sendProblem(engine, req, reply, 'EINVAL', 'Content-Length does not match the body', 400);
       case 'KCOVD_E2BIG':
-        reply.header('connection', 'close');
+        closeAfter(reply);
         return sendProblem(engine, req, reply, 'E2BIG', err.message, 413);
       case 'KCOVD_EBUSY':
         // limits.ts: the in-flight budget ran out mid-body; the rest of it is not read.
-        reply.header('retry-after', '1').header('connection', 'close');
+        closeAfter(reply.header('retry-after', '1'));
         return sendProblem(engine, req, reply, 'EBUSY', err.message, 503);
     }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500;

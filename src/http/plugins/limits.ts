@@ -6,9 +6,10 @@
  * is read; a chunked body is charged chunk by chunk as it arrives, and so is a
  * gzip, deflate or br body, by its decoded bytes as they are inflated. Past either
  * budget the request is 503 EBUSY with Retry-After and the connection closes
- * (its body is not read). The charge is released exactly once, when the
- * response is over: sent, failed, aborted or timed out ('close' of the
- * ServerResponse, which node emits on every one of those paths).
+ * (after reading and dropping the rest of the body for a moment: errors.ts
+ * closeAfter). The charge is released exactly once, when the response is
+ * over: sent, failed, aborted or timed out ('close' of the ServerResponse,
+ * which node emits on every one of those paths).
  *
  * Also here: HTTP/1.1 requests without Host are 400 EINVAL (node's own check
  * answers with a bare 400, so the server is built with requireHostHeader off).
@@ -18,7 +19,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Engine } from '../../engine/engine.js';
 import { KcovError } from '../../engine/errno.js';
 import { encodedLength } from './compress.js';
-import { sendProblem } from './errors.js';
+import { closeAfter, sendProblem } from './errors.js';
 
 export const INFLIGHT_WHAT = 'request bodies in flight';
 /** Seconds a shed client is told to wait. */
@@ -137,8 +138,8 @@ class Counted extends Transform {
 }
 
 function busy(engine: Engine, req: FastifyRequest, reply: FastifyReply, detail: string): FastifyReply {
-  // The body stays unread: the connection cannot carry another request after it.
-  reply.header('retry-after', RETRY_AFTER).header('connection', 'close');
+  // The body is not kept: the connection cannot carry another request after it.
+  closeAfter(reply.header('retry-after', RETRY_AFTER));
   return sendProblem(engine, req, reply, 'EBUSY', detail, 503);
 }
 
@@ -162,7 +163,7 @@ export function registerLimits(app: FastifyInstance, engine: Engine, opts: { inf
   app.addHook('preParsing', (req, reply, payload, done) => {
     const raw = req.raw;
     if (raw.headers.host === undefined && raw.httpVersionMajor === 1 && raw.httpVersionMinor >= 1) {
-      reply.header('connection', 'close');
+      closeAfter(reply);
       sendProblem(engine, req, reply, 'EINVAL', 'an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)', 400);
       return;
     }
@@ -189,7 +190,7 @@ export function registerLimits(app: FastifyInstance, engine: Engine, opts: { inf
       // Past KCOV_BODY_LIMIT the parser answers 413 without reading; nothing to reserve.
       if (!(n > 0) || n > opts.bodyLimit) return done(null, payload);
       if (json && n > opts.jsonLimit) {
-        reply.header('connection', 'close');
+        closeAfter(reply);
         sendProblem(engine, req, reply, 'E2BIG', `the JSON body is larger than KCOV_JSON_LIMIT (${opts.jsonLimit} bytes); send large batches as application/octet-stream`, 413);
         return;
       }

@@ -8,6 +8,7 @@ import { fail } from '../../engine/errno.js';
 import { binarySegment, decodeJsonEvents } from '../../engine/events.js';
 import { waitOut } from '../barrier.js';
 import { isChunkedBody, keyOrder, noteKeyOrder } from '../plugins/binary.js';
+import { isSegmentsBody } from '../plugins/json-body.js';
 import { binaryBody, fastValidator, sendJson } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 
@@ -80,6 +81,7 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
     const body: unknown = req.body;
     const decode = () => {
       if (isChunkedBody(body)) return [binarySegment(q.kind, body.chunks, body.length)];
+      if (isSegmentsBody(body)) return body.segments;
       if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
       return decodeJsonEvents(body as Record<string, unknown>, keyOrder(req));
     };

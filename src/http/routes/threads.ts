@@ -6,6 +6,7 @@ import {
 import type { Engine } from '../../engine/engine.js';
 import { fail } from '../../engine/errno.js';
 import { isChunkedBody, keyOrder } from '../plugins/binary.js';
+import { isSegmentsBody } from '../plugins/json-body.js';
 import { eventReplyJson, eventsBody, eventsQuery, fastValidator, sendJson, tidParams } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 import { threadView } from '../views.js';
@@ -114,6 +115,10 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
     const body: unknown = req.body;
     if (isChunkedBody(body)) {
       sendJson(reply, eventReplyJson(k.eventsBinary(req.params.tid, req.query.kind, body.chunks, body.length)));
+      return;
+    }
+    if (isSegmentsBody(body)) {
+      sendJson(reply, eventReplyJson(k.eventsSegments(req.params.tid, body.segments)));
       return;
     }
     if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');

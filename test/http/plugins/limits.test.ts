@@ -1,0 +1,67 @@
+/**
+ * src/http/plugins/limits.ts with errors.ts closeAfter: a body refused before it is
+ * read is answered, and the answer reaches a client that is still sending.
+ */
+import net from 'node:net';
+import t from 'tap';
+import { listenApp } from '../../live.js';
+import { http, raw, startServer } from '../attack-server.js';
+
+const MiB = 1024 * 1024;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Tap = { teardown(fn: () => unknown): void; match(...args: any[]): unknown };
+
+t.test('a batch past KCOV_INFLIGHT_LIMIT written in one go gets its 503, not a reset', async (t) => {
+  // A server of its own process: in this one the client never races the server's close.
+  const server = await startServer({ KCOV_INFLIGHT_LIMIT: '1M' });
+  t.teardown(() => server.stop());
+  const port = server.port;
+  const body = Buffer.alloc(8 * MiB);
+  const head = http('POST', '/v1/kernels/default/threads/1/events', { 'content-type': 'application/octet-stream', 'content-length': body.length });
+  for (let i = 0; i < 10; i++) {
+    const r = await raw(port, (s) => s.write(Buffer.concat([Buffer.from(head), body])), 10_000);
+    t.equal(r.status, 503, `try ${i}: 503 (${r.closed ? 'connection closed' : 'reply read'} ${r.body.slice(0, 80)})`);
+    t.equal(r.headers['retry-after'], '1');
+    t.equal(r.headers.connection, 'close', 'the connection cannot carry another request');
+    t.match(r.body, /"errno":"EBUSY"/);
+  }
+});
+
+t.test('a JSON body past KCOV_JSON_LIMIT written in one go gets its 413, not a reset', async (t) => {
+  const { port } = await listenApp(t, { KCOV_JSON_LIMIT: '64K' });
+  const body = Buffer.from(JSON.stringify({ pcs: Array.from({ length: 400_000 }, (_, i) => i) }));
+  const head = http('POST', '/v1/kernels/default/threads/1/events', { 'content-type': 'application/json', 'content-length': body.length });
+  const r = await raw(port, (s) => s.write(Buffer.concat([Buffer.from(head), body])), 10_000);
+  t.equal(r.status, 413, r.body.slice(0, 120));
+  t.match(r.body, /"errno":"E2BIG"/);
+});
+
+/** After a refused upload, keep sending `every` bytes each 50 ms; milliseconds from the reply to the server's cut. */
+async function cutOff(t: Tap, port: number, every: number): Promise<number> {
+  const head = http('POST', '/v1/kernels/default/threads/1/events', { 'content-type': 'application/octet-stream', 'content-length': 64 * MiB });
+  // No close on the server's FIN: only the server's own bound ends it.
+  const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  t.teardown(() => s.destroy());
+  let reply = '';
+  let replied = 0;
+  s.on('data', (d: Buffer) => {
+    reply += d.toString('latin1');
+    if (replied === 0) replied = Date.now();
+  });
+  s.write(Buffer.concat([Buffer.from(head), Buffer.alloc(64 * 1024)]));
+  const more = setInterval(() => s.write(Buffer.alloc(every)), 50);
+  t.teardown(() => clearInterval(more));
+  await new Promise((resolve) => { s.on('close', resolve); s.on('error', resolve); });
+  clearInterval(more);
+  t.match(reply, /^HTTP\/1\.1 503 /, 'the reply arrived first');
+  return Date.now() - replied;
+}
+
+t.test('after a refusal the server drains for LINGER_MS or LINGER_BYTES, then cuts the client off', async (t) => {
+  const { port } = await listenApp(t, { KCOV_INFLIGHT_LIMIT: '1M' });
+  const slow = await cutOff(t, port, 16 * 1024);
+  t.ok(slow >= 900 && slow < 5000, `a slow sender: cut off ${slow} ms after the reply (LINGER_MS is 1 s)`);
+  const fast = await cutOff(t, port, 512 * 1024);
+  t.ok(fast < 800, `a fast sender: cut off ${fast} ms after the reply, past LINGER_BYTES (1 MiB)`);
+});
