@@ -142,19 +142,42 @@ export function binarySegment(kind: 'pc' | 'cmp', chunks: readonly Uint8Array[],
   return { kind, records: length / recordBytes, chunks };
 }
 
-/** Words of a segment as one aligned array (cold paths only: KCOV_UNIQUE_ENABLE). */
-function segmentWords(seg: Segment): Uint32Array {
-  if (seg.chunks.length === 1) {
-    const c = seg.chunks[0]!;
-    if (c.byteOffset % 4 === 0) return new Uint32Array(c.buffer, c.byteOffset, c.byteLength / 4);
-  }
-  const all = new Uint8Array(seg.records * strideOf(seg.kind) * WORD);
-  let at = 0;
+const straddle = new Uint32Array(2);
+const straddleBytes = new Uint8Array(straddle.buffer);
+
+/** Each PC record of a segment (cold path: KCOV_UNIQUE_ENABLE), read in place from its chunks. */
+function eachPc(seg: Segment, fn: (lo: number, hi: number) => void): void {
+  let left = seg.records;
+  let carry = 0;
   for (const c of seg.chunks) {
-    all.set(c.subarray(0, all.length - at), at);
-    at += c.length;
+    if (left === 0) return;
+    let off = 0;
+    if (carry > 0) {
+      // A record split between two reads of the socket.
+      const take = Math.min(8 - carry, c.length);
+      straddleBytes.set(c.subarray(0, take), carry);
+      carry += take;
+      off = take;
+      if (carry < 8) continue;
+      fn(straddle[0]!, straddle[1]!);
+      left--;
+      carry = 0;
+    }
+    const whole = Math.min(left, (c.length - off) >>> 3);
+    if ((c.byteOffset + off) % 4 === 0) {
+      const w = new Uint32Array(c.buffer, c.byteOffset + off, whole * 2);
+      for (let i = 0; i < whole; i++) fn(w[i * 2]!, w[i * 2 + 1]!);
+    } else {
+      const v = new DataView(c.buffer, c.byteOffset + off, whole * 8);
+      for (let i = 0; i < whole; i++) fn(v.getUint32(i * 8, true), v.getUint32(i * 8 + 4, true));
+    }
+    left -= whole;
+    off += whole * 8;
+    if (left > 0 && off < c.length) {
+      straddleBytes.set(c.subarray(off, Math.min(c.length, off + 8)), 0);
+      carry = Math.min(8, c.length - off);
+    }
   }
-  return new Uint32Array(all.buffer);
 }
 
 /** Apply decoded segments to a target, in order. Never throws. */
@@ -182,10 +205,10 @@ function applyEach(target: TraceTarget | null, segments: readonly Segment[]): Ev
     traced = traced || seg.records > 0;
     if (target.unique !== undefined) {
       const u = target.unique;
-      const w = segmentWords(seg);
       const bits = u.bitmap.u32;
-      for (let i = 0; i < seg.records; i++) {
-        const lo = w[i * 2]!, hi = w[i * 2 + 1]!;
+      // Record by record from the chunks as received: no copy of the batch into one buffer
+      // (an 8 MiB batch made 8 MiB of garbage a request, RSS the budget does not see).
+      eachPc(seg, (lo, hi) => {
         const idx = u.indexOf(lo, hi);
         if (idx < u.bits) {
           const mask = 1 << (idx & 31);
@@ -193,7 +216,7 @@ function applyEach(target: TraceTarget | null, segments: readonly Segment[]): Ev
           // Seen since the last reset: not recorded at all.
           if ((bits[k]! & mask) !== 0) {
             r.ignored++;
-            continue;
+            return;
           }
           bits[k] = (bits[k]! | mask) >>> 0;
           // The bitmap is part of the area (an ETag covers it) even when the record is then dropped.
@@ -201,7 +224,7 @@ function applyEach(target: TraceTarget | null, segments: readonly Segment[]): Ev
         }
         if (target.area.pushPC(lo, hi)) r.accepted++;
         else r.dropped++;
-      }
+      });
       continue;
     }
     const took = target.area.appendChunks(seg.chunks, seg.records, strideOf(seg.kind));

@@ -13,12 +13,12 @@ const H = { 'content-type': 'application/json' };
 
 const post = (port: number, path: string, body: unknown) => raw(port, http('POST', path, H, JSON.stringify(body)), 20_000);
 
-// todo: the guard table is charged honestly now (old and new while both live, the old one given back
-// at once) and refused growth no longer costs an ENOMEM per PC, but at a full budget the process still
-// holds ~130 MiB the budget does not count: node's text (40 MiB), V8's heap (57 MiB committed, 53 idle)
-// and ~30 MiB of 8 MiB batches' socket chunks waiting for a GC in the malloc arena. Peak 385-404 MiB
-// (docs/limits.md, "Unique guards").
-t.test('KCOV_UNIQUE_ENABLE guards: a million distinct PCs in kernel after kernel are charged or refused', { todo: 'peak RSS 385-404 MiB against a 384 MiB ceiling: request-body chunks and V8 heap outside the budget' }, async (t) => {
+// todo: the guard table is charged as it grows (old and new while both live, the old one given back
+// at once), a refused growth costs no ENOMEM per PC, and a batch is read from its chunks in place (the
+// 8 MiB copy of each batch is gone), but at a full budget the process still holds ~130-150 MiB the
+// budget does not count: node's text (40 MiB), V8's heap with a young generation grown to 32 MiB, and
+// socket chunks waiting for a GC. Peak 374-400 MiB (docs/limits.md, "Unique guards").
+t.test('KCOV_UNIQUE_ENABLE guards: a million distinct PCs in kernel after kernel are charged or refused', { todo: 'peak RSS 374-400 MiB against a 384 MiB ceiling: V8 heap and socket chunks outside the budget' }, async (t) => {
   const s = await startServer({ KCOV_MAX_KERNELS: '16' });
   t.teardown(() => s.stop());
   const pcs = Buffer.alloc(MiB * 8);
@@ -38,7 +38,8 @@ t.test('KCOV_UNIQUE_ENABLE guards: a million distinct PCs in kernel after kernel
     const r = await raw(s.port, (sock) => sock.write(Buffer.concat([Buffer.from(http('POST', `${base}/threads/1/events`, { 'content-type': 'application/octet-stream', 'content-length': pcs.length })), pcs])), 30_000);
     worst = Math.max(worst, await healthzMs(s.port));
     if (r.status !== 200) {
-      t.equal(r.status, 507, `a batch that cannot be charged is 507 (${r.body.slice(0, 120)})`);
+      // 507 when the engine cannot charge it; 503 with Retry-After when the body itself cannot be admitted.
+      t.ok(r.status === 507 || (r.status === 503 && r.headers['retry-after'] === '1'), `a batch that cannot be charged is refused (${r.status} ${r.body.slice(0, 120)})`);
       refused++;
       break;
     }

@@ -58,51 +58,51 @@ export function writeRawProblem(socket: Socket, dialect: DialectName, bootId: st
   linger(socket);
 }
 
+const RAW_LINGER_MS = 1000;
+
 /**
  * Read and drop what the client is still sending, then close: closing with request bytes
  * unread makes the kernel reset the connection, and a peer's RST can discard the reply
- * before the client reads it (a refused 8 MiB batch looked like a dropped connection).
- * Bounded: the socket closes when the client closes its side, or after LINGER_MS.
+ * before the client reads it. Bounded: the socket closes when the client closes its
+ * side, or after RAW_LINGER_MS.
  */
 function linger(socket: Socket): void {
   socket.resume();
-  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  const timer = setTimeout(() => socket.destroy(), RAW_LINGER_MS);
   timer.unref();
   socket.once('end', () => socket.destroy());
   socket.once('close', () => clearTimeout(timer));
 }
 
-/**
- * How long, and how many bytes of a refused body, a closing connection is drained. Each
- * read is garbage for the GC: 16 clients blasting refused uploads must not fill the heap
- * with it. A client that reads while it writes has the reply long before either bound.
- */
-const LINGER_MS = 1000;
-const LINGER_BYTES = 1024 * 1024;
+/** How long a closing connection is held open after its last reply. */
+const LINGER_MS = 2000;
 
 /**
- * `connection: close` on a reply sent before its request body was read (load shedding,
- * a body too large): node closes such a socket as soon as the reply is written; here it
- * half-closes and drains the body for a bounded while instead, so the client gets the
- * reply, not a reset.
+ * `connection: close` on a reply sent before any of its request body was read (load
+ * shedding, a body too large, no Host, draining): node destroys such a socket as soon as the reply is written, and
+ * with request bytes unread the kernel then resets the connection; the reset discarded
+ * the reply before a client that was still writing could read it (a refused 8 MiB batch
+ * looked like a dropped connection). Here the socket half-closes after the reply, stops
+ * reading (a refused body is neither kept nor read: its bytes would be garbage for the
+ * GC, and sixteen clients blasting refused uploads must not fill the heap with it) and
+ * closes after LINGER_MS. A client that reads while it writes has the reply by then.
  */
 export function closeAfter(reply: FastifyReply): FastifyReply {
   reply.header('connection', 'close');
-  const socket = reply.raw.socket as (Socket & { destroySoon?: () => void }) | null;
-  const req = reply.request.raw;
-  if (socket !== null && !req.complete) {
-    let drained = 0;
-    req.on('data', (chunk: Buffer) => {
-      drained += chunk.length;
-      // Not from inside node's parser callback.
-      if (drained > LINGER_BYTES && drained - chunk.length <= LINGER_BYTES) setImmediate(() => socket.destroy());
-    });
+  const socket = reply.raw.socket as (Socket & { destroySoon?: () => void; _paused?: boolean; _handle?: { readStop?: () => number } | null }) | null;
+  if (socket !== null && !reply.request.raw.complete) {
     // node's resOnFinish calls destroySoon() after the last reply of a closing connection.
     socket.destroySoon = () => {
       socket.end();
-      // A body stream that failed mid-way (limits.ts Counted) was left paused: its bytes would pile up.
-      req.resume();
-      linger(socket);
+      // node's HTTP parser reads the handle itself: stop it there (socket.pause() would not), and
+      // keep node from starting it again when it dumps the unread request (_http_incoming readStart
+      // skips a socket marked _paused; _read would call readStart).
+      socket._paused = true;
+      socket._read = () => {};
+      socket._handle?.readStop?.();
+      // Not unref'd: the server's close waits for this socket, which no longer reads to see its peer go.
+      const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+      socket.once('close', () => clearTimeout(timer));
     };
   }
   return reply;
@@ -203,11 +203,13 @@ export function registerErrors(app: FastifyInstance, engine: Engine): void {
       case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
         return sendProblem(engine, req, reply, 'EINVAL', 'Content-Length does not match the body', 400);
       case 'KCOVD_E2BIG':
-        closeAfter(reply);
+        // Mid-body (limits.ts Counted): node closes at once, as before; closeAfter is for
+        // bodies refused before a byte was read (a paused half-read stream piles up bytes).
+        reply.header('connection', 'close');
         return sendProblem(engine, req, reply, 'E2BIG', err.message, 413);
       case 'KCOVD_EBUSY':
         // limits.ts: the in-flight budget ran out mid-body; the rest of it is not read.
-        closeAfter(reply.header('retry-after', '1'));
+        reply.header('retry-after', '1').header('connection', 'close');
         return sendProblem(engine, req, reply, 'EBUSY', err.message, 503);
     }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500;

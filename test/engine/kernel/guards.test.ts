@@ -85,3 +85,34 @@ t.test('after a refused growth the budget is asked again only every RETRY_AFTER_
   t.equal(g.indexOf(1, 0), 1, 'room again, and the backoff is over: the next new PC gets a guard');
   t.equal(g.indexOf(1, 0), 1);
 });
+
+t.test('KCOV_UNIQUE_ENABLE reads a batch from its chunks as received: records split between chunks count once, in order', async (t) => {
+  const run = (cuts: number[]) => {
+    const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1 << 28 });
+    const k = e.kernel('default');
+    const fd = k.open(1).fd;
+    k.ioctl(fd, 'KCOV_INIT_TRACE', 1, 4096);
+    k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 1, 64);
+    const batch = new Uint32Array(2 * 300);
+    for (let i = 0; i < 300; i++) {
+      batch[i * 2] = 0x81000000 + (i % 200) * 4; // 100 repeats: ignored
+      batch[i * 2 + 1] = 0xffffffff;
+    }
+    const bytes = new Uint8Array(batch.buffer);
+    // Chunks at odd offsets of a larger buffer, as socket reads can be.
+    const backing = new Uint8Array(bytes.length + 1);
+    backing.set(bytes, 1);
+    const chunks: Uint8Array[] = [];
+    let at = 0;
+    for (const c of [...cuts, bytes.length]) {
+      chunks.push(backing.subarray(1 + at, 1 + c));
+      at = c;
+    }
+    const r = k.eventsBinary(1, 'pc', chunks, bytes.length);
+    return { r, area: Array.from(new Uint32Array(k.descriptor(fd).area!.buffer.slice(0, 8 * 201))) };
+  };
+  const whole = run([]);
+  t.same(whole.r, { accepted: 200, dropped: 0, ignored: 100, count: 200 });
+  t.same(run([3, 5, 13, 800, 801, 2397]), whole, 'split at 3, 5, 13, 800, 801 and 2397 bytes');
+  t.same(run([8, 16, 1024]), whole, 'split on record boundaries');
+});
