@@ -48,11 +48,11 @@ export class Engine {
   private readonly byName = new Map<string, Kernel>();
   private serial = 0;
   /**
-   * [I] how the engine runs work later, between requests (the HTTP layer sets
-   * setImmediate): the cover union folds appended records a slice at a time
-   * there. Null: only the gates fold (tests, pure use).
+   * [I] how the engine runs work later (the HTTP layer: a timer for `idle`, at the
+   * next pause in the traffic; setImmediate otherwise): the cover union folds
+   * appended records a slice at a time there. Null: only the gates fold (tests, pure use).
    */
-  background: ((fn: () => void) => void) | null = null;
+  background: ((fn: () => void, idle: boolean) => void) | null = null;
 
   constructor(options: EngineOptions) {
     this.options = options;
@@ -61,6 +61,10 @@ export class Engine {
       options.areaPool ?? Math.min(256 * 1024 ** 2, Math.floor(options.memoryLimit / 4)),
       options.coverLimit ?? Math.floor(options.memoryLimit / 8),
     );
+    // Freed areas waiting for their fold give their room back before a charge fails.
+    this.budget.reclaim = () => {
+      for (const k of this.byName.values()) k.cover.flushRetired();
+    };
     this.createKernel({ name: 'default', dialect: options.dialect });
   }
 
@@ -100,9 +104,9 @@ export class Engine {
       caps: this.options.kernelCaps,
       corpus: req.corpus,
       cover: this.options.cover,
-      later: (fn) => {
+      later: (fn, idle) => {
         if (this.background === null) return false;
-        this.background(fn);
+        this.background(fn, idle);
         return true;
       },
     });

@@ -136,5 +136,7 @@ function reachableBuffers(k: Kernel): Set<ArrayBuffer> {
       for (const key of Object.keys(v)) stack.push((v as Record<string, unknown>)[key]);
     }
   }
+  // Freed areas the cover union keeps until their records are folded.
+  for (const b of k.cover.retiredBuffers()) found.add(b);
   return found;
 }

@@ -48,8 +48,8 @@ export interface KernelOptions<X extends DialectTypes = DialectTypes> {
   readonly corpus?: string | undefined;
   /** Keep the cover union (KCOV_COVER); on when absent. */
   readonly cover?: boolean | undefined;
-  /** Run `fn` later, between requests; false when there is no such place (see Engine.background). */
-  readonly later?: ((fn: () => void) => boolean) | undefined;
+  /** Run `fn` later (at a pause in the traffic when `idle`, else between requests); false when there is no such place (see Engine.background). */
+  readonly later?: ((fn: () => void, idle: boolean) => boolean) | undefined;
 }
 
 export interface IoctlResult<X extends DialectTypes = DialectTypes> {
@@ -136,11 +136,20 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
 
   /** gated() for an operation on one open descriptor: when what it maps stays the same, only its mark is resynced. */
   gatedFor<T>(d: X['descriptor'], fn: () => T): T {
-    const before = this.cover.settleFor(d);
+    return this.gatedLazy(fn, d);
+  }
+
+  /**
+   * The gate of an operation that writes no record (an ioctl, a count write, a reset,
+   * a close): nothing is folded first; what it hid is folded after, the rest is left
+   * to the background. `d`: it changes nothing but that descriptor.
+   */
+  gatedLazy<T>(fn: () => T, d?: X['descriptor']): T {
+    const before = this.cover.standing(d);
     try {
       return fn();
     } finally {
-      this.cover.resyncFor(d, before);
+      this.cover.resyncAfter(before);
     }
   }
 
@@ -162,7 +171,8 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   }
 
   freeArea(area: Area | null): void {
-    if (area !== null) this.cover.freeing(area);
+    // The union may keep a freed area (still charged) until its records are folded.
+    if (area !== null && this.cover.freeing(area)) return;
     this.account.freeArea(area);
   }
 
@@ -204,7 +214,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     this.fds.delete(fd);
     d.closed = true;
     try {
-      this.gated(() => this.dialect.close(this, d));
+      this.gatedLazy(() => this.dialect.close(this, d));
     } catch (e) {
       // The dialect refused before changing anything (it would block): still open.
       d.closed = false;
@@ -408,7 +418,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     this.stats.dropped += r.dropped;
     this.stats.ignored += r.ignored;
     if (r.count !== null && target !== null) this.changes.touched(target.area.buffer);
-    if (r.accepted > 0) this.cover.appended();
+    if (r.accepted > 0) this.cover.appended(r.accepted);
     return r;
   }
 

@@ -52,11 +52,24 @@ export class MemoryBudget {
     this.coverLimit = Math.max(0, Math.min(coverLimit, limit));
   }
 
+  /** [I] frees what can be freed at once (the unions' freed areas awaiting a fold), before a charge fails. */
+  reclaim: (() => void) | null = null;
+  private reclaiming = false;
+
   /** Take `bytes` for `what`, or ENOMEM (nothing taken) when they do not fit. */
   charge(bytes: number, what: string, category: MemoryCategory = 'other'): void {
     // The unions grow with every new PC; their own cap keeps room for areas and bodies.
     if (category === 'cover' && bytes > this.coverLimit - this.by.cover) {
       fail('ENOMEM', `${what}: ${bytes} bytes would exceed KCOV_COVER_LIMIT (${this.by.cover} of ${this.coverLimit} in use)`);
+    }
+    if (bytes > this.limit - this.used + this.by.pool && this.reclaim !== null && !this.reclaiming) {
+      // Reclaiming folds, and folding charges the union: not again from inside.
+      this.reclaiming = true;
+      try {
+        this.reclaim();
+      } finally {
+        this.reclaiming = false;
+      }
     }
     if (bytes > this.limit - this.used) {
       if (bytes > this.limit - this.used + this.by.pool) {

@@ -30,6 +30,9 @@ import { coverRoutes } from './routes/cover.js';
 import type { Fleet } from '../fleet/fleet.js';
 import { uiRoutes } from './ui/index.js';
 
+/** Milliseconds without a new batch that count as a pause for the cover union's background fold. */
+export const FOLD_IDLE_MS = 20;
+
 export interface AppState {
   /** Set when shutdown starts: /readyz answers 503. */
   draining: boolean;
@@ -79,7 +82,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { config } = opts;
   const engine = opts.engine ?? new Engine(engineOptions(config));
   // The cover union folds appended records between requests (src/engine/cover/union.ts).
-  engine.background ??= (fn) => setImmediate(fn);
+  // The fold waits for a pause in the traffic (FOLD_IDLE_MS without a batch) so a program
+  // streaming its trace does not share the CPU with it; then it runs between requests.
+  engine.background ??= (fn, idle) => {
+    if (idle) setTimeout(fn, FOLD_IDLE_MS).unref();
+    else setImmediate(fn);
+  };
   const bootId = opts.bootId ?? randomUUID();
   // ioredis is loaded only when a fleet is configured.
   const fleet = config.fleetUrl === undefined ? null

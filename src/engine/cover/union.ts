@@ -35,6 +35,11 @@ import { EDGE_HASH } from './signal.js';
 
 /** Records a background fold slice takes at most (about half a millisecond). */
 export const FOLD_SLICE = 65536;
+/**
+ * Records the fold may leave pending while batches keep coming (about a third of a
+ * second of folding): past it, slices run between requests without waiting for a pause.
+ */
+export const FOLD_BACKLOG = 1 << 25;
 
 /** Tag of a PC already reported new (or learned from the fleet): never new again. */
 export const REPORTED = 1;
@@ -48,6 +53,14 @@ interface Mark {
   gen: number;
   /** PCs folded with this epoch's tag and not reported since (an upper bound: the fleet may re-tag some). */
   unreported: number;
+}
+
+/** Where the marks stood before a gated operation (CoverUnion.standing). */
+export interface Standing {
+  readonly d: Descriptor | undefined;
+  /** The buffer `d` mapped, or null. */
+  readonly buf: ArrayBuffer | null;
+  readonly before: Map<Mark, number>;
 }
 
 /** What ?new=true found in one area. */
@@ -91,13 +104,27 @@ export class CoverUnion {
   /** [I] false with KCOV_COVER=off: nothing is folded, /cover and ?new=true are EOPNOTSUPP. */
   readonly enabled: boolean;
 
-  /** [I] runs a function between requests (Engine.background); false: not now, gates fold instead. */
-  private readonly later: ((fn: () => void) => boolean) | null;
+  /**
+   * [I] runs a function later (Engine.background): at the next pause in the traffic when
+   * `idle`, else between requests; false: not now, gates fold instead.
+   */
+  private readonly later: ((fn: () => void, idle: boolean) => boolean) | null;
   /** [K] a background slice is queued. */
   private queued = false;
+  /** [K] records appended and not yet folded by a slice (a gate's folds are not subtracted: an upper bound). */
+  private pending = 0;
+  /** [K] batches appended, and their number when the queued slice was queued: a slice that finds more waits for a pause. */
+  private appends = 0;
+  private appendsQueued = 0;
+  /**
+   * [K] marks of freed areas whose records are not folded yet, oldest first. Each area
+   * stays live and charged until a slice (or a gate, or memory pressure) folds it: a
+   * descriptor closed at the end of a program does not wait for its trace's fold.
+   */
+  private readonly retired: Mark[] = [];
   private released = false;
 
-  constructor(kernel: Kernel, budget: Charger, corpus: string, enabled = true, later: ((fn: () => void) => boolean) | null = null) {
+  constructor(kernel: Kernel, budget: Charger, corpus: string, enabled = true, later: ((fn: () => void, idle: boolean) => boolean) | null = null) {
     this.later = later;
     this.enabled = enabled;
     this.kernel = kernel;
@@ -144,68 +171,144 @@ export class CoverUnion {
    */
   settle(): void {
     if (!this.enabled) return;
+    this.flushRetired();
     for (const m of this.marks.values()) this.fold(m);
   }
 
+  /** Fold what freed areas still hold and give them back; bytes given back (memory pressure asks). */
+  flushRetired(): number {
+    let bytes = 0;
+    while (this.retired.length > 0) {
+      const m = this.retired.shift()!;
+      this.fold(m);
+      bytes += m.trace.buffer.byteLength;
+      this.kernel.account.freeArea(m.trace);
+    }
+    return bytes;
+  }
+
+  /** Buffers of freed areas waiting for their fold (live, charged; for the invariant checker). */
+  retiredBuffers(): ArrayBuffer[] {
+    return this.retired.map((m) => m.trace.buffer);
+  }
+
   /**
-   * Records were appended: fold them in the background, FOLD_SLICE records at
-   * a time between requests, so that a gate (a reset, a close, a thread exit)
-   * finds little left to fold and the fold uses time the service would spend
-   * waiting. Folding early changes nothing a reader can see: a mark's records
-   * get the same tag whenever they are folded.
+   * Records were appended: fold them in the background, FOLD_SLICE records at a
+   * time, once the traffic pauses (a program streaming its trace is not slowed by
+   * the fold; a pause, a gate or FOLD_BACKLOG pending records end the wait), so
+   * that a gate (a reset, a close, a thread exit) finds little left to fold.
+   * Folding later changes nothing a reader can see: a mark's records get the same
+   * tag whenever they are folded, and every read of the union is a gate.
    */
-  appended(): void {
-    if (this.queued || !this.enabled || this.later === null) return;
-    this.queued = this.later(this.foldSlice);
+  appended(records: number): void {
+    if (!this.enabled || this.later === null) return;
+    this.pending += records;
+    this.appends++;
+    if (!this.queued) this.queue(this.pending < FOLD_BACKLOG);
+  }
+
+  private queue(idle: boolean): void {
+    this.appendsQueued = this.appends;
+    this.queued = this.later!(this.foldSlice, idle);
   }
 
   private readonly foldSlice = (): void => {
     this.queued = false;
     if (this.released) return;
+    // Batches came since this slice was queued: not a pause yet.
+    if (this.appends !== this.appendsQueued && this.pending < FOLD_BACKLOG) return this.queue(true);
     let left = FOLD_SLICE;
-    for (const m of this.marks.values()) {
+    while (left > 0 && this.retired.length > 0) {
+      const m = this.retired[0]!;
       left -= this.fold(m, left);
-      if (left <= 0) break;
+      if (this.retired[0] !== m) continue; // memory pressure (MemoryBudget.reclaim) flushed it meanwhile
+      if (m.wm < m.trace.visible(m.stride)) break;
+      this.retired.shift();
+      this.kernel.account.freeArea(m.trace);
     }
-    if (left <= 0) this.appended(); // there may be more
+    for (const m of this.marks.values()) {
+      if (left <= 0) break;
+      left -= this.fold(m, left);
+    }
+    this.pending = left > 0 ? 0 : Math.max(0, this.pending - FOLD_SLICE);
+    if (left <= 0) this.queue(false); // there may be more: go on between requests
   };
 
-  /** `area` is about to be freed (by any path, gated or not): fold what it holds, then forget it. */
-  freeing(area: Area): void {
+  /**
+   * `area` is about to be freed (by any path, gated or not): its records are folded,
+   * now or, when the background can (true: the caller must not free it), later.
+   */
+  freeing(area: Area): boolean {
     const m = this.marks.get(area.buffer);
-    if (m === undefined) return;
-    this.fold(m);
+    if (m === undefined) return false;
     this.marks.delete(area.buffer);
+    if (this.later !== null && !this.released && m.wm < m.trace.visible(m.stride) && this.pending < FOLD_BACKLOG) {
+      // Only with a slice queued to fold it (no background: folded now, as before).
+      if (!this.queued) this.queue(true);
+      if (this.queued) {
+        this.retired.push(m);
+        return true;
+      }
+    }
+    this.fold(m);
+    return false;
   }
 
   /**
-   * Before a gated operation on one open descriptor, which changes nothing
-   * but that descriptor (an ioctl, a count write, a reset): fold its trace
-   * only, and return the buffer it maps (null: none) for resyncFor.
+   * Before an operation that writes no record but may lower a count, re-map or
+   * free an area (an ioctl, a count write, a reset, a close): where each mark
+   * stands (its visible records), without folding. resyncAfter() folds what the
+   * operation hid and leaves the rest pending for the background: disabling and
+   * closing at the end of a program does not wait for its trace's fold.
+   * `d`: the operation touches this descriptor only (its mark is noted); else all.
    */
-  settleFor(d: Descriptor): ArrayBuffer | null {
-    if (!this.enabled) return null;
+  standing(d?: Descriptor): Standing {
+    const before = new Map<Mark, number>();
+    if (!this.enabled) return { d, buf: null, before };
+    if (d === undefined) {
+      for (const m of this.marks.values()) before.set(m, m.trace.visible(m.stride));
+      return { d, buf: null, before };
+    }
     const buf = this.mappedBy(d)?.trace.buffer ?? null;
     const m = buf === null ? undefined : this.marks.get(buf);
-    if (m !== undefined) this.fold(m);
-    return buf;
+    if (m !== undefined) before.set(m, m.trace.visible(m.stride));
+    return { d, buf, before };
   }
 
-  /**
-   * After it: when `d` still maps the same buffer (reset, count, enable,
-   * disable: nearly every call), only its mark is brought up to date. Anything
-   * else (an area allocated, freed or re-mapped) folds what the other traces
-   * hold, untouched by the operation, and resyncs all.
-   */
-  resyncFor(d: Descriptor, before: ArrayBuffer | null): void {
+  /** After such an operation: records it hid are folded (as the trace was), and the marks follow the traces. */
+  resyncAfter(st: Standing): void {
     if (!this.enabled) return;
-    const s = this.mappedBy(d);
-    const m = before === null ? undefined : this.marks.get(before);
-    if (m === undefined || s === null || s.trace.buffer !== before) {
-      this.settle();
-      this.resync();
-      return;
+    const { before } = st;
+    if (st.d !== undefined && st.buf !== null) {
+      // One descriptor that still maps the same buffer (nearly every ioctl, count write and reset): O(1).
+      const s = this.mappedBy(st.d);
+      const m = this.marks.get(st.buf);
+      if (m !== undefined && s !== null && s.trace.buffer === st.buf) return this.follow(m, s, before.get(m));
     }
+    const current = this.sources();
+    for (const [buf, m] of this.marks) {
+      if (current.has(buf)) continue;
+      // Unmapped, not freed (freeing() took freed ones): its records are intact up to where they stood.
+      this.fold(m, Infinity, before.get(m));
+      this.marks.delete(buf);
+    }
+    for (const [buf, s] of current) {
+      const m = this.marks.get(buf);
+      if (m === undefined) {
+        this.marks.set(buf, { trace: s.trace, stride: s.stride, wm: s.trace.visible(s.stride), gen: this.nextGen++, unreported: 0 });
+        continue;
+      }
+      this.follow(m, s, before.get(m));
+    }
+  }
+
+  /** A mark after an operation that may have moved its trace's count (`was`: what it showed before, if noted). */
+  private follow(m: Mark, s: { trace: Area; stride: number }, was: number | undefined): void {
+    // Nothing moved: what is pending stays pending.
+    const vis = s.trace.visible(s.stride);
+    if (m.trace === s.trace && m.stride === s.stride && (was === undefined ? vis >= m.wm : vis === was)) return;
+    // A count moved or the trace was re-mapped: fold what the trace showed, then follow it.
+    this.fold(m, Infinity, was);
     this.adopt(m, s.trace, s.stride);
   }
 
@@ -236,10 +339,10 @@ export class CoverUnion {
     m.wm = vis;
   }
 
-  /** Fold the pending records of a trace, at most `limit` of them; returns how many. */
-  private fold(m: Mark, limit = Infinity): number {
+  /** Fold the pending records of a trace, at most `limit` of them, up to record `end` (default: what it shows); returns how many. */
+  private fold(m: Mark, limit = Infinity, end?: number): number {
     const trace = m.trace;
-    const vis = trace.visible(m.stride);
+    const vis = end ?? trace.visible(m.stride);
     if (vis <= m.wm) {
       m.wm = Math.min(m.wm, vis);
       return 0;
@@ -384,6 +487,7 @@ export class CoverUnion {
       this.journal.signals.release();
     }
     this.marks.clear();
+    this.retired.length = 0; // the kernel settled (flushRetired) before it frees everything
   }
 
   /** Broken rules, for checkInvariants. */
@@ -403,6 +507,11 @@ export class CoverUnion {
       }
       for (const buf of this.marks.keys()) if (!current.has(buf)) out.push(`${at}: a cover mark on a trace nothing maps`);
     }
+    for (const m of this.retired) {
+      if (!this.kernel.account.isLive(m.trace.buffer)) out.push(`${at}: a freed area waiting for its fold is not live`);
+      if (this.marks.has(m.trace.buffer)) out.push(`${at}: a freed area waiting for its fold is still mapped`);
+    }
+    if (!this.enabled && this.retired.length > 0) out.push(`${at}: freed areas wait for a fold with KCOV_COVER=off`);
     for (const m of this.marks.values()) {
       if (!this.kernel.account.isLive(m.trace.buffer)) out.push(`${at}: cover mark on an area that is not live`);
       const vis = m.trace.visible(m.stride);

@@ -130,7 +130,11 @@ t.test('the union folds appended records in the background, a slice at a time, w
   const { FOLD_SLICE } = await import('../../../src/engine/cover/union.js');
   const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 256 * 1024 ** 2 });
   const queue: (() => void)[] = [];
-  e.background = (fn) => queue.push(fn);
+  const idle: boolean[] = [];
+  e.background = (fn, i) => {
+    queue.push(fn);
+    idle.push(i);
+  };
   const k = e.kernel('default');
   const fd = k.open(1).fd;
   k.ioctl(fd, 'KCOV_INIT_TRACE', 1, 4 * FOLD_SLICE);
@@ -142,10 +146,15 @@ t.test('the union folds appended records in the background, a slice at a time, w
   k.eventsBinary(1, 'pc', [body], body.length);
   k.eventsBinary(1, 'pc', [body.subarray(0, 8)], 8);
   t.equal(queue.length, 1, 'one slice queued for any number of batches');
+  t.same(idle, [true], 'to run at a pause in the traffic');
   t.equal(k.cover.pcs.size, 0, 'nothing folded on the request path');
+  queue.shift()!();
+  t.equal(k.cover.pcs.size, 0, 'a batch came after it was queued: not a pause, it waits again');
+  t.same(idle, [true, true]);
   queue.shift()!();
   t.equal(k.cover.pcs.size, 5000, 'the first slice folded');
   t.equal(queue.length, 1, 'and queued the next, since more is pending');
+  t.equal(idle[2], false, 'between requests, the pause having come');
   while (queue.length > 0) queue.shift()!();
   t.same(e.checkInvariants(), []);
   t.equal(k.cover.pcs.size, 5000);
@@ -195,4 +204,48 @@ t.test('keys that moved past the window: the window is chosen again once the fol
   t.ok(covers(0x1000_0000), 'the window moved to the keys being folded');
   consistent(t, a);
   t.equal(a.size, 2 * n);
+});
+
+t.test('a descriptor closed with records not folded keeps its area, charged, until a slice folds them', async (t) => {
+  const { Engine } = await import('../../../src/engine/engine.js');
+  const MiB = 1024 * 1024;
+  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 64 * MiB, areaPool: 0 });
+  const queue: (() => void)[] = [];
+  e.background = (fn) => queue.push(fn);
+  const k = e.kernel('default');
+  const fill = (words: number, base: number) => {
+    const fd = k.open(1).fd;
+    k.ioctl(fd, 'KCOV_INIT_TRACE', 1, words);
+    k.ioctl(fd, 'KCOV_ENABLE', 1, 0);
+    const body = new Uint8Array(1000 * 8);
+    const dv = new DataView(body.buffer);
+    for (let i = 0; i < 1000; i++) dv.setUint32(i * 8, base + i * 4, true);
+    k.eventsBinary(1, 'pc', [body], body.length);
+    k.ioctl(fd, 'KCOV_DISABLE', 1, 0);
+    k.close(fd);
+    return fd;
+  };
+  fill(2 * MiB, 0x81000000); // 16 MiB
+  t.equal(k.cover.retiredBuffers().length, 1, 'closed, its area waits for the fold');
+  t.equal(e.budget.breakdown().areas, 16 * MiB, 'still charged');
+  t.same(e.checkInvariants(), []);
+  while (queue.length > 0) queue.shift()!();
+  t.equal(k.cover.pcs.size, 1000, 'the slice folded it');
+  t.equal(k.cover.retiredBuffers().length, 0, 'and gave it back');
+  t.equal(e.budget.breakdown().areas, 0);
+
+  fill(2 * MiB, 0x82000000);
+  t.equal(k.cover.retiredBuffers().length, 1);
+  t.equal(k.cover.takeNew(k.open(2).trace() ?? k.cpuArea(k.cpus[0]!, 1024), 'pc').records.length >= 0, true);
+  t.equal(k.cover.retiredBuffers().length, 0, 'a read of the union (a gate) folds it first');
+  t.equal(k.cover.pcs.size, 2000);
+
+  // Three 16 MiB areas wait; a 48 MiB area needs their room: they are folded and freed, not ENOMEM.
+  for (let i = 0; i < 3; i++) fill(2 * MiB, 0x83000000 + i * 0x100000);
+  t.equal(k.cover.retiredBuffers().length, 3);
+  const fd = k.open(3).fd;
+  t.doesNotThrow(() => k.ioctl(fd, 'KCOV_INIT_TRACE', 3, 6 * MiB), 'memory pressure folds what waits');
+  t.equal(k.cover.retiredBuffers().length, 0);
+  t.equal(k.cover.pcs.size, 5000, 'and nothing of it was lost');
+  t.same(e.checkInvariants(), []);
 });
