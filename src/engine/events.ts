@@ -145,8 +145,32 @@ export function binarySegment(kind: 'pc' | 'cmp', chunks: readonly Uint8Array[],
 const straddle = new Uint32Array(2);
 const straddleBytes = new Uint8Array(straddle.buffer);
 
-/** Each PC record of a segment (cold path: KCOV_UNIQUE_ENABLE), read in place from its chunks. */
-function eachPc(seg: Segment, fn: (lo: number, hi: number) => void): void {
+/**
+ * KCOV_UNIQUE_ENABLE: each PC of the segment once per reset, read in place from the
+ * chunks it arrived in (no copy of the batch into one buffer: an 8 MiB batch made 8 MiB
+ * of garbage a request). Halves go to the calls as int32 so they stay small integers:
+ * uint32 halves past 2^31 were boxed, some 50 MB of garbage a million-PC batch.
+ */
+function applyUnique(seg: Segment, target: TraceTarget, u: NonNullable<TraceTarget['unique']>, r: EventResult): void {
+  const bits = u.bitmap.u32;
+  const area = target.area;
+  const one = (lo: number, hi: number): void => {
+    const idx = u.indexOf(lo, hi);
+    if (idx < u.bits) {
+      const mask = 1 << (idx & 31);
+      const k = idx >>> 5;
+      // Seen since the last reset: not recorded at all.
+      if ((bits[k]! & mask) !== 0) {
+        r.ignored++;
+        return;
+      }
+      bits[k] = (bits[k]! | mask) >>> 0;
+      // The bitmap is part of the area (an ETag covers it) even when the record is then dropped.
+      u.bitmap.touch();
+    }
+    if (area.pushPC(lo, hi)) r.accepted++;
+    else r.dropped++;
+  };
   let left = seg.records;
   let carry = 0;
   for (const c of seg.chunks) {
@@ -159,17 +183,17 @@ function eachPc(seg: Segment, fn: (lo: number, hi: number) => void): void {
       carry += take;
       off = take;
       if (carry < 8) continue;
-      fn(straddle[0]!, straddle[1]!);
+      one(straddle[0]! | 0, straddle[1]! | 0);
       left--;
       carry = 0;
     }
     const whole = Math.min(left, (c.length - off) >>> 3);
     if ((c.byteOffset + off) % 4 === 0) {
-      const w = new Uint32Array(c.buffer, c.byteOffset + off, whole * 2);
-      for (let i = 0; i < whole; i++) fn(w[i * 2]!, w[i * 2 + 1]!);
+      const w = new Int32Array(c.buffer, c.byteOffset + off, whole * 2);
+      for (let i = 0; i < whole; i++) one(w[i * 2]!, w[i * 2 + 1]!);
     } else {
       const v = new DataView(c.buffer, c.byteOffset + off, whole * 8);
-      for (let i = 0; i < whole; i++) fn(v.getUint32(i * 8, true), v.getUint32(i * 8 + 4, true));
+      for (let i = 0; i < whole; i++) one(v.getInt32(i * 8, true), v.getInt32(i * 8 + 4, true));
     }
     left -= whole;
     off += whole * 8;
@@ -204,27 +228,7 @@ function applyEach(target: TraceTarget | null, segments: readonly Segment[]): Ev
     }
     traced = traced || seg.records > 0;
     if (target.unique !== undefined) {
-      const u = target.unique;
-      const bits = u.bitmap.u32;
-      // Record by record from the chunks as received: no copy of the batch into one buffer
-      // (an 8 MiB batch made 8 MiB of garbage a request, RSS the budget does not see).
-      eachPc(seg, (lo, hi) => {
-        const idx = u.indexOf(lo, hi);
-        if (idx < u.bits) {
-          const mask = 1 << (idx & 31);
-          const k = idx >>> 5;
-          // Seen since the last reset: not recorded at all.
-          if ((bits[k]! & mask) !== 0) {
-            r.ignored++;
-            return;
-          }
-          bits[k] = (bits[k]! | mask) >>> 0;
-          // The bitmap is part of the area (an ETag covers it) even when the record is then dropped.
-          u.bitmap.touch();
-        }
-        if (target.area.pushPC(lo, hi)) r.accepted++;
-        else r.dropped++;
-      });
+      applyUnique(seg, target, target.unique, r);
       continue;
     }
     const took = target.area.appendChunks(seg.chunks, seg.records, strideOf(seg.kind));

@@ -68,6 +68,9 @@ export class GuardIndex {
 
   /** Guard index of a PC, assigned on first sight; NO_GUARD when there is no room for one. */
   indexOf(lo: number, hi: number): number {
+    // Halves may come as int32 (applyUnique passes them so, unboxed); the table holds uint32.
+    lo >>>= 0;
+    hi >>>= 0;
     const vals = this.vals;
     if (vals.length > 0) {
       const keys = this.keys;
