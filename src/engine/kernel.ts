@@ -8,7 +8,7 @@
  *   changes  (kernel/notify.ts)   who waits for which change
  *   guards   (kernel/guards.ts)   KCOV_UNIQUE_ENABLE's PC indices
  */
-import type { Area, TraceMode } from './area.js';
+import { WORD, type Area, type TraceMode } from './area.js';
 import { CoverUnion } from './cover/union.js';
 import type { Command, Dialect, DialectLimits, Mapping } from './dialect.js';
 import { fail } from './errno.js';
@@ -167,6 +167,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
 
   /** Allocate a zeroed area of `words` words, charged to the budget (ENOMEM past it). */
   allocArea(words: number, what: string, category?: AreaCategory): Area {
+    this.cover.flushRetiredOfSize(words * WORD);
     return this.account.allocArea(words, what, category);
   }
 
@@ -337,7 +338,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   exitThread(tid: number): void {
     const t = this.findThread(tid);
     const section = t.section;
-    this.gated(() => {
+    this.gatedLazy(() => {
       this.dialect.exit(this, t);
       this.dropThread(t);
     });

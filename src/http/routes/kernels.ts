@@ -12,10 +12,13 @@ export async function kernelRoutes(app: FastifyInstance, opts: { engine: Engine;
 
   r.get('/v1/kernels', {
     schema: { tags: ['kernels'], summary: 'list kernels', response: { 200: KernelList } },
-  }, async () => ({
-    kernels: [...engine.kernels.values()].map(view),
-    memory: { used: engine.budget.used, limit: engine.budget.limit, by: engine.budget.breakdown() },
-  }));
+  }, async () => {
+    engine.settleFreed();
+    return {
+      kernels: [...engine.kernels.values()].map(view),
+      memory: { used: engine.budget.used, limit: engine.budget.limit, by: engine.budget.breakdown() },
+    };
+  });
 
   r.post('/v1/kernels', {
     schema: {
@@ -31,7 +34,10 @@ export async function kernelRoutes(app: FastifyInstance, opts: { engine: Engine;
 
   r.get('/v1/kernels/:kernel', {
     schema: { tags: ['kernels'], summary: 'one kernel', params: KernelParams, response: { 200: KernelView, ...problems(404) } },
-  }, async (req) => view(engine.kernel(req.params.kernel)));
+  }, async (req) => {
+    engine.settleFreed();
+    return view(engine.kernel(req.params.kernel));
+  });
 
   r.delete('/v1/kernels/:kernel', {
     schema: { tags: ['kernels'], summary: 'tear a kernel down with everything in it', params: KernelParams, response: { 204: NoContent, ...problems(404) } },

@@ -209,7 +209,7 @@ t.test('keys that moved past the window: the window is chosen again once the fol
 t.test('a descriptor closed with records not folded keeps its area, charged, until a slice folds them', async (t) => {
   const { Engine } = await import('../../../src/engine/engine.js');
   const MiB = 1024 * 1024;
-  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 64 * MiB, areaPool: 0 });
+  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 64 * MiB, areaPool: 32 * MiB });
   const queue: (() => void)[] = [];
   e.background = (fn) => queue.push(fn);
   const k = e.kernel('default');
@@ -240,12 +240,22 @@ t.test('a descriptor closed with records not folded keeps its area, charged, unt
   t.equal(k.cover.retiredBuffers().length, 0, 'a read of the union (a gate) folds it first');
   t.equal(k.cover.pcs.size, 2000);
 
-  // Three 16 MiB areas wait; a 48 MiB area needs their room: they are folded and freed, not ENOMEM.
-  for (let i = 0; i < 3; i++) fill(2 * MiB, 0x83000000 + i * 0x100000);
+  // A new area of a waiting one's size takes its pages: that one is folded and freed first.
+  fill(2 * MiB, 0x84000000);
+  const waiting = k.cover.retiredBuffers()[0];
+  const fdSame = k.open(4).fd;
+  k.ioctl(fdSame, 'KCOV_INIT_TRACE', 4, 2 * MiB);
+  t.equal(k.cover.retiredBuffers().length, 0, 'the waiting area of that size was folded');
+  t.equal(k.descriptor(fdSame).area!.buffer, waiting, 'and its buffer reused');
+  k.close(fdSame);
+  t.equal(k.cover.pcs.size, 3000);
+
+  // Three areas of other sizes wait; a 36 MiB area needs their room: they are folded and freed, not ENOMEM.
+  for (let i = 0; i < 3; i++) fill((i + 1) * MiB, 0x83000000 + i * 0x100000);
   t.equal(k.cover.retiredBuffers().length, 3);
   const fd = k.open(3).fd;
-  t.doesNotThrow(() => k.ioctl(fd, 'KCOV_INIT_TRACE', 3, 6 * MiB), 'memory pressure folds what waits');
+  t.doesNotThrow(() => k.ioctl(fd, 'KCOV_INIT_TRACE', 3, 4.5 * MiB), 'memory pressure folds what waits');
   t.equal(k.cover.retiredBuffers().length, 0);
-  t.equal(k.cover.pcs.size, 5000, 'and nothing of it was lost');
+  t.equal(k.cover.pcs.size, 6000, 'and nothing of it was lost');
   t.same(e.checkInvariants(), []);
 });
