@@ -7,7 +7,22 @@ const TWO32 = 0x1_0000_0000;
 const HEX_RE = /^0[xX]0*([0-9a-fA-F]{1,16})$/;
 const HEX_ZERO_RE = /^0[xX]0+$/;
 const DEC_RE = /^[0-9]{1,20}$/;
-const U64_MAX_DEC = '18446744073709551615';
+/** 2^64 - 1 in decimal: a 20-digit string past it (compared as text) is not a u64. */
+export const U64_MAX_DEC = '18446744073709551615';
+
+/** out[at], out[at + 1] = the halves (lo, hi) of v, a non-negative safe integer. */
+export function setHalves(out: Uint32Array, at: number, v: number): void {
+  out[at] = v % TWO32;
+  out[at + 1] = Math.floor(v / TWO32);
+}
+
+/** The halves at out[at] become that value × 10 + digit (decimal parsing below 2^64: each step exact in doubles). */
+export function timesTenPlus(out: Uint32Array, at: number, digit: number): void {
+  const lo = out[at]! * 10 + digit;
+  const carry = Math.floor(lo / TWO32);
+  out[at] = lo - carry * TWO32;
+  out[at + 1] = out[at + 1]! * 10 + carry;
+}
 
 /** Parsed halves land here, so parsing allocates nothing. */
 export const scratch = new Uint32Array(2);
@@ -20,8 +35,7 @@ export const scratch = new Uint32Array(2);
 export function parseU64(value: unknown, out: Uint32Array = scratch, at = 0): boolean {
   if (typeof value === 'number') {
     if (!Number.isSafeInteger(value) || value < 0) return false;
-    out[at] = value % TWO32;
-    out[at + 1] = Math.floor(value / TWO32);
+    setHalves(out, at, value);
     return true;
   }
   if (typeof value !== 'string') return false;
@@ -41,16 +55,9 @@ export function parseU64(value: unknown, out: Uint32Array = scratch, at = 0): bo
   if (!DEC_RE.test(value)) return false;
   const trimmed = value.replace(/^0+(?=.)/, '');
   if (trimmed.length > 20 || (trimmed.length === 20 && trimmed > U64_MAX_DEC)) return false;
-  let lo = 0;
-  let hi = 0;
-  for (let i = 0; i < trimmed.length; i++) {
-    lo = lo * 10 + (trimmed.charCodeAt(i) - 48);
-    const carry = Math.floor(lo / TWO32);
-    lo -= carry * TWO32;
-    hi = hi * 10 + carry;
-  }
-  out[at] = lo;
-  out[at + 1] = hi;
+  out[at] = 0;
+  out[at + 1] = 0;
+  for (let i = 0; i < trimmed.length; i++) timesTenPlus(out, at, trimmed.charCodeAt(i) - 48);
   return true;
 }
 

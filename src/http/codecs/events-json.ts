@@ -19,13 +19,13 @@
  */
 import type { Segment } from '../../engine/events.js';
 import { CMP_CONST, cmpSizeBits, fnv1a64Bytes } from '../../wire/records.js';
+import { setHalves, timesTenPlus, U64_MAX_DEC } from '../../wire/u64.js';
 
 export type EventsScan =
   | { readonly kind: 'segments'; readonly segments: Segment[] }
   | { readonly kind: 'invalid'; readonly key: string; readonly index: number; readonly text: string }
   | null;
 
-const TWO32 = 0x1_0000_0000;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 /** zod's `sites` element bound (schemas/events.ts). */
 const SITE_MAX = 4096;
@@ -87,8 +87,7 @@ function u64(out: Uint32Array, at: number): number {
     if (d === 0x2e || d === 0x65 || d === 0x45) return UNSURE; // 1.0 and 1e3 are integers to zod
     // 17 digits are past 2^53; 16 digits are exact up to it, and past it still compare larger.
     if (i - start > 16 || v > MAX_SAFE) return BAD;
-    out[at] = v % TWO32;
-    out[at + 1] = Math.floor(v / TWO32);
+    setHalves(out, at, v);
     return OK;
   }
   if (c !== Q) return startsValue(c) ? (c === 0x2d ? UNSURE : BAD) : UNSURE;
@@ -118,19 +117,11 @@ function u64(out: Uint32Array, at: number): number {
   let d = s;
   while (d < e - 1 && b[d] === 0x30) d++;
   if (e - d > 20 || (e - d === 20 && pastU64Max(d))) return UNSURE; // past 2^64 - 1: the engine's message
-  let lo = 0, hi = 0;
-  for (let k = d; k < e; k++) {
-    lo = lo * 10 + (b[k]! - 0x30);
-    const carry = Math.floor(lo / TWO32);
-    lo -= carry * TWO32;
-    hi = hi * 10 + carry;
-  }
-  out[at] = lo;
-  out[at + 1] = hi;
+  out[at] = 0;
+  out[at + 1] = 0;
+  for (let k = d; k < e; k++) timesTenPlus(out, at, b[k]! - 0x30);
   return OK;
 }
-
-const U64_MAX_DEC = '18446744073709551615';
 
 /** Are the 20 digits at d larger than 2^64 - 1? */
 function pastU64Max(d: number): boolean {
@@ -243,6 +234,31 @@ function skipValue(): boolean {
   return depth === 0;
 }
 
+/**
+ * At a list element that must be an object with required keys (cmps, switches): past its
+ * '{' (OK); BAD for another kind of value or `{}`; UNSURE for garbage.
+ */
+function openObject(): number {
+  if (b[i] !== LBRACE) return startsValue(b[i]) ? BAD : UNSURE;
+  i++;
+  ws();
+  if (b[i] !== RBRACE) return OK;
+  i++;
+  return BAD;
+}
+
+/**
+ * The next member's key, as its bit in `names`, with i past ws ':' ws; BAD for a key not
+ * in `names` (the objects are strict), UNSURE for a repeated key (JSON.parse's to settle)
+ * or an odd spelling.
+ */
+function member(names: readonly string[], seen: number): number {
+  const k = key(names);
+  if (k < 0 || !colon()) return UNSURE;
+  if (k === 0) return BAD;
+  return (seen & k) !== 0 ? UNSURE : k;
+}
+
 const CMP_KEYS = ['type', 'size', 'const', 'arg1', 'arg2', 'pc'] as const;
 const K_TYPE = 1, K_SIZE = 2, K_CONST = 4, K_ARG1 = 8, K_ARG2 = 16, K_PC = 32;
 const SWITCH_KEYS = ['val', 'size', 'cases', 'pc'] as const;
@@ -250,22 +266,16 @@ const S_VAL = 1, S_SIZE = 2, S_CASES = 4, S_PC = 8;
 
 /** One cmps element into w (8 words). */
 function cmp(w: Words): number {
-  if (b[i] !== LBRACE) return startsValue(b[i]) ? BAD : UNSURE;
-  i++;
-  ws();
+  const opened = openObject();
+  if (opened !== OK) return opened;
   const out = w.room(8);
   const at = w.len;
   let seen = 0;
   let size = 0;
   let isConst = false;
-  if (b[i] === RBRACE) {
-    i++;
-    return BAD;
-  }
   for (;;) {
-    const k = key(CMP_KEYS);
-    if (k < 0 || !colon()) return UNSURE;
-    if (k === 0 || (seen & k) !== 0) return k === 0 ? BAD : UNSURE; // strict objects; a repeated key is JSON.parse's to settle
+    const k = member(CMP_KEYS, seen);
+    if (k <= 0) return k;
     seen |= k;
     let r: number = OK;
     if (k === K_TYPE) r = u64(out, at);
@@ -304,20 +314,14 @@ const head = new Uint32Array(4);
 
 /** One switches element into w: one const comparison per case (engine/events.ts). */
 function switchCase(w: Words): number {
-  if (b[i] !== LBRACE) return startsValue(b[i]) ? BAD : UNSURE;
-  i++;
-  ws();
+  const opened = openObject();
+  if (opened !== OK) return opened;
   const first = w.len;
   let seen = 0;
   let bits = 0;
-  if (b[i] === RBRACE) {
-    i++;
-    return BAD;
-  }
   for (;;) {
-    const k = key(SWITCH_KEYS);
-    if (k < 0 || !colon()) return UNSURE;
-    if (k === 0 || (seen & k) !== 0) return k === 0 ? BAD : UNSURE;
+    const k = member(SWITCH_KEYS, seen);
+    if (k <= 0) return k;
     seen |= k;
     if (k === S_VAL || k === S_PC) {
       const r = u64(head, k === S_VAL ? 0 : 2);
@@ -394,9 +398,7 @@ function pc(w: Words): number {
       v = v * 10 + (c - 0x30);
     }
     if (i - start <= 15 && c !== 0x2e && (c | 0x20) !== 0x65) {
-      const out = w.room(2);
-      out[w.len] = v % TWO32;
-      out[w.len + 1] = (v / TWO32) >>> 0;
+      setHalves(w.room(2), w.len, v);
       w.len += 2;
       return OK;
     }
