@@ -121,9 +121,10 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   }
 
   /**
-   * The one gate of every change that is not an append: a count lowered or
-   * written, an area re-initialised, re-mapped or freed. Pending records are
-   * folded into the cover union first; the marks are resynced after.
+   * The gate of a change that may also write records (a remote unregistered): pending
+   * records are folded into the cover union first; the marks are resynced after.
+   * Changes that write none (ioctls, count writes, resets, closes, thread exits) take
+   * gatedLazy().
    */
   gated<T>(fn: () => T): T {
     this.cover.settle();
@@ -134,14 +135,9 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     }
   }
 
-  /** gated() for an operation on one open descriptor: when what it maps stays the same, only its mark is resynced. */
-  gatedFor<T>(d: X['descriptor'], fn: () => T): T {
-    return this.gatedLazy(fn, d);
-  }
-
   /**
    * The gate of an operation that writes no record (an ioctl, a count write, a reset,
-   * a close): nothing is folded first; what it hid is folded after, the rest is left
+   * a close, a thread exit): nothing is folded first; what it hid is folded after, the rest is left
    * to the background. `d`: it changes nothing but that descriptor.
    */
   gatedLazy<T>(fn: () => T, d?: X['descriptor']): T {
@@ -239,7 +235,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
     if (command === undefined) {
       fail(this.dialect.unknownCommand, `ioctl ${cmd}: not a ${this.dialect.name} kcov request`);
     }
-    const ret = this.atomic(() => this.gatedFor(d, () => command.run({ kernel: this, d, thread: this.ensureThread(tid), arg })));
+    const ret = this.atomic(() => this.gatedLazy(() => command.run({ kernel: this, d, thread: this.ensureThread(tid), arg }), d));
     // What the fd maps, or its count, may have changed.
     this.changes.descriptorChanged(fd, d.area === null ? null : d.area.buffer);
     return { ret, descriptor: d };
@@ -255,7 +251,7 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   /** `cover[0] = count` from userspace. */
   setCount(d: X['descriptor'], count: number): Mapping {
     const m = this.mapping(d);
-    this.gatedFor(d, () => (m.trace.count = count));
+    this.gatedLazy(() => (m.trace.count = count), d);
     if (count > m.trace.capacity(1)) this.account.markCountWritten(m.trace);
     this.changes.touched(m.trace.buffer);
     return m;
@@ -264,10 +260,10 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
   /** Read-and-reset: count 0 and, under KCOV_UNIQUE_ENABLE, a clear bitmap. */
   resetCoverage(d: X['descriptor']): void {
     const m = this.mapping(d);
-    this.gatedFor(d, () => {
+    this.gatedLazy(() => {
       if (m.bitmapWords > 0) m.area.u32.fill(0, 0, m.bitmapWords * 2);
       m.trace.count = 0;
-    });
+    }, d);
     this.changes.touched(m.trace.buffer);
   }
 

@@ -54,6 +54,7 @@ export class MemoryBudget {
 
   /** [I] frees what can be freed at once (the unions' freed areas awaiting a fold), before a charge fails. */
   reclaim: (() => void) | null = null;
+  /** [E] a reclaim is running (it charges the unions as it folds: no reclaim from inside). */
   private reclaiming = false;
 
   /** Take `bytes` for `what`, or ENOMEM (nothing taken) when they do not fit. */

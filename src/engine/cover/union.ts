@@ -175,16 +175,15 @@ export class CoverUnion {
     for (const m of this.marks.values()) this.fold(m);
   }
 
-  /** Fold what freed areas still hold and give them back; bytes given back (memory pressure asks). */
-  flushRetired(): number {
-    let bytes = 0;
-    while (this.retired.length > 0) {
-      const m = this.retired.shift()!;
-      this.fold(m);
-      bytes += m.trace.buffer.byteLength;
-      this.kernel.account.freeArea(m.trace);
-    }
-    return bytes;
+  /** Fold what freed areas still hold and give them back (a gate, memory pressure, a memory view). */
+  flushRetired(): void {
+    while (this.retired.length > 0) this.finish(this.retired.shift()!);
+  }
+
+  /** A freed area taken off `retired`: the rest of its records folded, then freed at last. */
+  private finish(m: Mark): void {
+    this.fold(m);
+    this.kernel.account.freeArea(m.trace);
   }
 
   /**
@@ -195,9 +194,7 @@ export class CoverUnion {
   flushRetiredOfSize(bytes: number): void {
     const i = this.retired.findIndex((m) => m.trace.buffer.byteLength === bytes);
     if (i < 0) return;
-    const [m] = this.retired.splice(i, 1);
-    this.fold(m!);
-    this.kernel.account.freeArea(m!.trace);
+    this.finish(this.retired.splice(i, 1)[0]!);
   }
 
   /** Buffers of freed areas waiting for their fold (live, charged; for the invariant checker). */
@@ -237,8 +234,7 @@ export class CoverUnion {
       left -= this.fold(m, left);
       if (this.retired[0] !== m) continue; // memory pressure (MemoryBudget.reclaim) flushed it meanwhile
       if (m.wm < m.trace.visible(m.stride)) break;
-      this.retired.shift();
-      this.kernel.account.freeArea(m.trace);
+      this.finish(this.retired.shift()!);
     }
     for (const m of this.marks.values()) {
       if (left <= 0) break;
