@@ -206,6 +206,34 @@ t.test('keys that moved past the window: the window is chosen again once the fol
   t.equal(a.size, 2 * n);
 });
 
+t.test('the window is a plain buffer, kept across doublings that keep its span, and charged as it is', async (t) => {
+  const b = budget();
+  const a = new PcSet(b, 'a');
+  // Keys in one 64 KiB span: every doubling chooses the same window again.
+  const u = new Uint32Array(2 * 12000);
+  for (let i = 0; i < 12000; i++) u[2 * i] = 0x4000_0000 + i * 5;
+  foldRecords(u, 0, 2, 2000, 1, a, null, EDGE_HASH, 0, null, null);
+  const win = a.win;
+  const slots = a.slots;
+  // A view of a resizable buffer doubles the fold's cost in V8's compiled code.
+  t.equal((win.buffer as ArrayBuffer & { resizable?: boolean }).resizable, false);
+  foldRecords(u, 0, 2, 12000, 1, a, null, EDGE_HASH, 0, null, null);
+  t.ok(a.slots > slots, 'the table doubled');
+  t.equal(a.win, win, 'the same bits, not a new buffer for the collector');
+  t.equal(b.used, a.bytes);
+  t.equal(a.bytes, a.slots * 12 + win.byteLength);
+  consistent(t, a);
+  // Far keys widen the span: a larger window replaces it, and only it is charged.
+  const far = new Uint32Array(2 * 20000);
+  for (let i = 0; i < 20000; i++) far[2 * i] = 0x4000_0000 + 0x20_0000 + i * 5;
+  foldRecords(far, 0, 2, 20000, 1, a, null, EDGE_HASH, 0, null, null);
+  t.ok(a.win.length > win.length, 'a wider window');
+  t.equal(b.used, a.slots * 12 + a.win.byteLength);
+  consistent(t, a);
+  a.release();
+  t.equal(b.used, 0);
+});
+
 t.test('a descriptor closed with records not folded keeps its area, charged, until a slice folds them', async (t) => {
   const { Engine } = await import('../../../src/engine/engine.js');
   const MiB = 1024 * 1024;
