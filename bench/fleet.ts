@@ -188,20 +188,16 @@ export async function fleetBench(rounds: number, durationMs: number): Promise<Mi
   return rows;
 }
 
-/** In-process: 64 KiB batches into a 4Mi-word area, count reset when full; the union's gate stubbed out for "off". */
+/** In-process: 64 KiB batches into a 4Mi-word area, count reset when full; "off" is an engine without unions (KCOV_COVER=off). */
 function unionOnOff(rounds: number): MicroRow {
   const WORDS = 4 * 1024 * 1024;
   const body = pcBody(8192, 3);
   const setup = (on: boolean) => {
-    const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1024 ** 3 });
+    const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1024 ** 3, cover: on });
     const k = e.kernel('default');
     const d = k.open(1);
     k.ioctl(d.fd, 'KCOV_INIT_TRACE', 1, WORDS);
     k.ioctl(d.fd, 'KCOV_ENABLE', 1, 'pc');
-    if (!on) {
-      k.cover.settle = () => {};
-      k.cover.resync = () => {};
-    }
     return () => {
       for (let i = 0; i < 511; i++) k.eventsBinary(1, 'pc', [body], body.length);
       k.setCount(d, 0);
@@ -230,10 +226,11 @@ function unionOnOff(rounds: number): MicroRow {
   return {
     name: 'engine ingest with count resets, cover union on',
     value: `${(mib / (median(tOn) / 1000)).toFixed(0)} MiB/s`,
-    baseline: 'union off (gate stubbed)',
+    baseline: 'union off (KCOV_COVER=off)',
     baselineValue: `${(mib / (median(tOff) / 1000)).toFixed(0)} MiB/s`,
     ratio: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios),
-    target: '≥ 0.9 (same PCs every batch)',
+    // Information: the fold's cost per record against a copy's (the same PCs every batch).
+    target: 'information',
   };
 }
 
