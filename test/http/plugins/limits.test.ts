@@ -3,6 +3,7 @@
  * read is answered, and the answer reaches a client that is still sending.
  */
 import net from 'node:net';
+import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { listenApp } from '../../live.js';
 import { http, raw, startServer } from '../attack-server.js';
@@ -35,6 +36,37 @@ t.test('a JSON body past KCOV_JSON_LIMIT written in one go gets its 413, not a r
   const r = await raw(port, (s) => s.write(Buffer.concat([Buffer.from(head), body])), 10_000);
   t.equal(r.status, 413, r.body.slice(0, 120));
   t.match(r.body, /"errno":"E2BIG"/);
+});
+
+t.test('a body refused mid-way (chunked, gzip, chunked JSON) written in one go gets its answer', async (t) => {
+  const server = await startServer({ KCOV_INFLIGHT_LIMIT: '1M', KCOV_JSON_LIMIT: '16K' });
+  t.teardown(() => server.stop());
+  const chunked = (body: Buffer): Buffer => {
+    const parts: Buffer[] = [];
+    for (let at = 0; at < body.length; at += 64 * 1024) {
+      const c = body.subarray(at, at + 64 * 1024);
+      parts.push(Buffer.from(`${c.length.toString(16)}\r\n`), c, Buffer.from('\r\n'));
+    }
+    return Buffer.concat([...parts, Buffer.from('0\r\n\r\n')]);
+  };
+  const path = '/v1/kernels/default/threads/1/events';
+  const octet = { 'content-type': 'application/octet-stream' };
+  const json = Buffer.from(JSON.stringify({ pcs: Array.from({ length: 400_000 }, (_, i) => i) }));
+  const cases = [
+    // Charged chunk by chunk: the budget runs out after 1 MiB of the 8.
+    { what: 'chunked', status: 503, errno: 'EBUSY', head: http('POST', path, { ...octet, 'transfer-encoding': 'chunked' }), body: chunked(Buffer.alloc(32 * MiB)) },
+    // Charged by its decoded bytes as they inflate.
+    { what: 'gzip', status: 503, errno: 'EBUSY', head: http('POST', path, { ...octet, 'content-encoding': 'gzip', 'content-length': gzipSync(Buffer.alloc(32 * MiB)).length }), body: gzipSync(Buffer.alloc(32 * MiB)) },
+    // No Content-Length to refuse it by: cut at KCOV_JSON_LIMIT as it arrives.
+    { what: 'chunked JSON', status: 413, errno: 'E2BIG', head: http('POST', path, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }), body: chunked(json) },
+  ];
+  for (const c of cases) {
+    for (let i = 0; i < 5; i++) {
+      const r = await raw(server.port, (s) => s.write(Buffer.concat([Buffer.from(c.head), c.body])), 10_000);
+      t.equal(r.status, c.status, `${c.what}, try ${i}: ${c.status} (${r.closed ? 'connection closed' : 'reply read'} ${r.body.slice(0, 80)})`);
+      t.match(r.body, new RegExp(`"errno":"${c.errno}"`));
+    }
+  }
 });
 
 /** After a refused upload, keep sending `every` bytes each 50 ms; milliseconds from the reply to the server's close. */
