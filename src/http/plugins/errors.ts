@@ -78,8 +78,8 @@ function linger(socket: Socket): void {
 const LINGER_MS = 2000;
 
 /**
- * `connection: close` on a reply sent before any of its request body was read (load
- * shedding, a body too large, no Host, draining): node destroys such a socket as soon as the reply is written, and
+ * `connection: close` on a reply sent before its request body was read whole (load
+ * shedding before or during the body, a body too large, no Host, draining): node destroys such a socket as soon as the reply is written, and
  * with request bytes unread the kernel then resets the connection; the reset discarded
  * the reply before a client that was still writing could read it (a refused 8 MiB batch
  * looked like a dropped connection). Here the socket half-closes after the reply, stops
@@ -203,13 +203,12 @@ export function registerErrors(app: FastifyInstance, engine: Engine): void {
       case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
         return sendProblem(engine, req, reply, 'EINVAL', 'Content-Length does not match the body', 400);
       case 'KCOVD_E2BIG':
-        // Mid-body (limits.ts Counted): node closes at once, as before; closeAfter is for
-        // bodies refused before a byte was read (a paused half-read stream piles up bytes).
-        reply.header('connection', 'close');
+        // Mid-body (limits.ts Counted): the rest is not read, the reply is (closeAfter).
+        closeAfter(reply);
         return sendProblem(engine, req, reply, 'E2BIG', err.message, 413);
       case 'KCOVD_EBUSY':
         // limits.ts: the in-flight budget ran out mid-body; the rest of it is not read.
-        reply.header('retry-after', '1').header('connection', 'close');
+        closeAfter(reply.header('retry-after', '1'));
         return sendProblem(engine, req, reply, 'EBUSY', err.message, 503);
     }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500;

@@ -1,6 +1,7 @@
 /**
  * src/http/plugins/limits.ts with errors.ts closeAfter: a body refused before it is
- * read is answered, and the answer reaches a client that is still sending.
+ * read, or part way through, is answered, and the answer reaches a client that is
+ * still sending.
  */
 import net from 'node:net';
 import { gzipSync } from 'node:zlib';
