@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import t from 'tap';
-import { healthzBound, healthzMs, http, MEMORY_LIMIT, raw, RSS_ALLOWANCE, startServer, type Server } from './attack-server.js';
+import { chunkFrame, healthzBound, healthzMs, http, MEMORY_LIMIT, raw, RSS_ALLOWANCE, startServer, type Server } from './attack-server.js';
 
 const MiB = 1024 * 1024;
 const CEILING = MEMORY_LIMIT + RSS_ALLOWANCE;
@@ -53,7 +53,7 @@ function stalledUpload(port: number, headers: string, bytes: number, chunked: bo
       resolve({ sock, reply, sent });
     };
     const chunk = Buffer.alloc(256 * 1024, 0x11);
-    const frame = chunked ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]) : chunk;
+    const frame = chunked ? chunkFrame(chunk) : chunk;
     const pump = () => {
       while (sent < bytes && !sock.destroyed) {
         sent += chunk.length;

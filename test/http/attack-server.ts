@@ -155,6 +155,11 @@ export function raw(port: number, parts: string | Buffer | ((s: net.Socket) => v
   });
 }
 
+/** One chunk of a `Transfer-Encoding: chunked` body, framed. */
+export function chunkFrame(chunk: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]);
+}
+
 /** Milliseconds /healthz takes to answer 200 on a fresh connection (Infinity if it fails). */
 export async function healthzMs(port: number, timeoutMs = 5000): Promise<number> {
   const r = await raw(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', timeoutMs);

@@ -5,6 +5,15 @@ import { GUARD_SLOT_BYTES, GuardIndex, NO_GUARD, RETRY_AFTER_REFUSED } from '../
 import { KernelMemory } from '../../../src/engine/kernel/memory.js';
 import { MemoryBudget } from '../../../src/engine/memory.js';
 
+/** Thread 1 of the default kernel in KCOV_UNIQUE_ENABLE mode on an area of `words`. */
+function uniqueKernel(e: Engine, words: number, unique: number) {
+  const k = e.kernel('default');
+  const fd = k.open(1).fd;
+  k.ioctl(fd, 'KCOV_INIT_TRACE', 1, words);
+  k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 1, unique);
+  return { e, k, fd };
+}
+
 t.test('init_pc_guard: indices from 1, stable per PC, kernel-wide; halves above 2^53 are distinct', async (t) => {
   const g = new GuardIndex(undefined, new KernelMemory(new MemoryBudget(1 << 30)));
   t.equal(g.indexOf(0x1000, 0xffffffff), 1);
@@ -34,11 +43,7 @@ t.test('KCOV_MAX_GUARDS caps the guards; a million distinct PCs cost about 24 Mi
   t.equal(capped.indexOf(1, 0), 1);
   t.equal(capped.indexOf(2, 0), 2);
   t.equal(capped.indexOf(3, 0), NO_GUARD);
-  const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1 << 30, kernelCaps: { maxGuards: 1 << 21 } });
-  const k = e.kernel('default');
-  const fd = k.open(1).fd;
-  k.ioctl(fd, 'KCOV_INIT_TRACE', 1, 1024);
-  k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 1, 16);
+  const { e, k, fd } = uniqueKernel(new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1 << 30, kernelCaps: { maxGuards: 1 << 21 } }), 1024, 16);
   const batch = new Uint32Array(2 * 4096);
   for (let round = 0; round < 256; round++) {
     for (let i = 0; i < 4096; i++) {
@@ -88,11 +93,7 @@ t.test('after a refused growth the budget is asked again only every RETRY_AFTER_
 
 t.test('KCOV_UNIQUE_ENABLE reads a batch from its chunks as received: records split between chunks count once, in order', async (t) => {
   const run = (cuts: number[]) => {
-    const e = new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1 << 28 });
-    const k = e.kernel('default');
-    const fd = k.open(1).fd;
-    k.ioctl(fd, 'KCOV_INIT_TRACE', 1, 4096);
-    k.ioctl(fd, 'KCOV_UNIQUE_ENABLE', 1, 64);
+    const { k, fd } = uniqueKernel(new Engine({ dialect: 'linux', ncpus: 1, memoryLimit: 1 << 28 }), 4096, 64);
     const batch = new Uint32Array(2 * 300);
     for (let i = 0; i < 300; i++) {
       batch[i * 2] = 0x81000000 + (i % 200) * 4; // 100 repeats: ignored

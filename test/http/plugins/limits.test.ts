@@ -7,9 +7,13 @@ import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { listenApp } from '../../live.js';
-import { http, raw, startServer } from '../attack-server.js';
+import { chunkFrame, http, raw, startServer, type RawReply } from '../attack-server.js';
 
 const MiB = 1024 * 1024;
+
+/** Request line, headers and body in one write, as a client that does not wait for an answer sends them. */
+const inOneGo = (port: number, head: string, body: Buffer): Promise<RawReply> =>
+  raw(port, (s) => s.write(Buffer.concat([Buffer.from(head), body])), 10_000);
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Tap = { teardown(fn: () => unknown): void; match(...args: any[]): unknown };
@@ -22,7 +26,7 @@ t.test('a batch past KCOV_INFLIGHT_LIMIT written in one go gets its 503, not a r
   const body = Buffer.alloc(8 * MiB);
   const head = http('POST', '/v1/kernels/default/threads/1/events', { 'content-type': 'application/octet-stream', 'content-length': body.length });
   for (let i = 0; i < 10; i++) {
-    const r = await raw(port, (s) => s.write(Buffer.concat([Buffer.from(head), body])), 10_000);
+    const r = await inOneGo(port, head, body);
     t.equal(r.status, 503, `try ${i}: 503 (${r.closed ? 'connection closed' : 'reply read'} ${r.body.slice(0, 80)})`);
     t.equal(r.headers['retry-after'], '1');
     t.equal(r.headers.connection, 'close', 'the connection cannot carry another request');
@@ -34,7 +38,7 @@ t.test('a JSON body past KCOV_JSON_LIMIT written in one go gets its 413, not a r
   const { port } = await listenApp(t, { KCOV_JSON_LIMIT: '64K' });
   const body = Buffer.from(JSON.stringify({ pcs: Array.from({ length: 400_000 }, (_, i) => i) }));
   const head = http('POST', '/v1/kernels/default/threads/1/events', { 'content-type': 'application/json', 'content-length': body.length });
-  const r = await raw(port, (s) => s.write(Buffer.concat([Buffer.from(head), body])), 10_000);
+  const r = await inOneGo(port, head, body);
   t.equal(r.status, 413, r.body.slice(0, 120));
   t.match(r.body, /"errno":"E2BIG"/);
 });
@@ -44,26 +48,24 @@ t.test('a body refused mid-way (chunked, gzip, chunked JSON) written in one go g
   t.teardown(() => server.stop());
   const chunked = (body: Buffer): Buffer => {
     const parts: Buffer[] = [];
-    for (let at = 0; at < body.length; at += 64 * 1024) {
-      const c = body.subarray(at, at + 64 * 1024);
-      parts.push(Buffer.from(`${c.length.toString(16)}\r\n`), c, Buffer.from('\r\n'));
-    }
+    for (let at = 0; at < body.length; at += 64 * 1024) parts.push(chunkFrame(body.subarray(at, at + 64 * 1024)));
     return Buffer.concat([...parts, Buffer.from('0\r\n\r\n')]);
   };
   const path = '/v1/kernels/default/threads/1/events';
   const octet = { 'content-type': 'application/octet-stream' };
   const json = Buffer.from(JSON.stringify({ pcs: Array.from({ length: 400_000 }, (_, i) => i) }));
+  const gzipped = gzipSync(Buffer.alloc(32 * MiB));
   const cases = [
-    // Charged chunk by chunk: the budget runs out after 1 MiB of the 8.
+    // Charged chunk by chunk: the budget runs out after 1 MiB of the 32.
     { what: 'chunked', status: 503, errno: 'EBUSY', head: http('POST', path, { ...octet, 'transfer-encoding': 'chunked' }), body: chunked(Buffer.alloc(32 * MiB)) },
     // Charged by its decoded bytes as they inflate.
-    { what: 'gzip', status: 503, errno: 'EBUSY', head: http('POST', path, { ...octet, 'content-encoding': 'gzip', 'content-length': gzipSync(Buffer.alloc(32 * MiB)).length }), body: gzipSync(Buffer.alloc(32 * MiB)) },
+    { what: 'gzip', status: 503, errno: 'EBUSY', head: http('POST', path, { ...octet, 'content-encoding': 'gzip', 'content-length': gzipped.length }), body: gzipped },
     // No Content-Length to refuse it by: cut at KCOV_JSON_LIMIT as it arrives.
     { what: 'chunked JSON', status: 413, errno: 'E2BIG', head: http('POST', path, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }), body: chunked(json) },
   ];
   for (const c of cases) {
     for (let i = 0; i < 5; i++) {
-      const r = await raw(server.port, (s) => s.write(Buffer.concat([Buffer.from(c.head), c.body])), 10_000);
+      const r = await inOneGo(server.port, c.head, c.body);
       t.equal(r.status, c.status, `${c.what}, try ${i}: ${c.status} (${r.closed ? 'connection closed' : 'reply read'} ${r.body.slice(0, 80)})`);
       t.match(r.body, new RegExp(`"errno":"${c.errno}"`));
     }
