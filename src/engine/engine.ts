@@ -62,9 +62,7 @@ export class Engine {
       options.coverLimit ?? Math.floor(options.memoryLimit / 8),
     );
     // Freed areas waiting for their fold give their room back before a charge fails.
-    this.budget.reclaim = () => {
-      for (const k of this.byName.values()) k.cover.flushRetired();
-    };
+    this.budget.reclaim = () => this.settleFreed();
     this.createKernel({ name: 'default', dialect: options.dialect });
   }
 

@@ -394,17 +394,15 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
 
   /** A binary batch executed by thread `tid`. Whole records or nothing. */
   eventsBinary(tid: number, kind: TraceMode, chunks: readonly Uint8Array[], length: number): EventResult {
-    const seg = binarySegment(kind, chunks, length);
-    return this.atomic(() => this.apply(this.target(this.ensureThread(tid)), [seg]));
+    return this.eventsSegments(tid, [binarySegment(kind, chunks, length)]);
   }
 
   /** A JSON batch executed by thread `tid`, decoded whole before anything is written. */
   eventsJson(tid: number, body: Record<string, unknown>, order?: readonly string[]): EventResult {
-    const segs = decodeJsonEvents(body, order);
-    return this.atomic(() => this.apply(this.target(this.ensureThread(tid)), segs));
+    return this.eventsSegments(tid, decodeJsonEvents(body, order));
   }
 
-  /** A batch already decoded into segments (a scanned JSON body), applied as eventsJson applies it. */
+  /** A batch already decoded into segments (a scanned JSON body, or the two above), applied atomically by thread `tid`. */
   eventsSegments(tid: number, segs: readonly Segment[]): EventResult {
     return this.atomic(() => this.apply(this.target(this.ensureThread(tid)), segs));
   }

@@ -10,7 +10,10 @@
  */
 import type { FastifyReply, FastifySchemaCompiler } from 'fastify';
 import { boundedValidatorCompiler } from './validate.js';
-import { isChunkedBody, noteBodyKeyOrder } from './plugins/binary.js';
+import type { TraceMode } from '../engine/area.js';
+import { fail } from '../engine/errno.js';
+import { binarySegment, decodeJsonEvents, type Segment } from '../engine/events.js';
+import { isChunkedBody, keyOrder, noteBodyKeyOrder } from './plugins/binary.js';
 import { isSegmentsBody } from './plugins/json-body.js';
 import { KERNEL_NAME_RE } from '../wire/names.js';
 
@@ -158,6 +161,19 @@ export function eventsBody(data: unknown): unknown {
     }
   }
   return { pcs };
+}
+
+/**
+ * A validated events body as the segments the engine applies: binary chunks as they
+ * arrived, a JSON batch the scanner decoded, or one zod let through (decoded here, in the
+ * order the client wrote its lists). The threads and remotes events routes share it.
+ */
+export function eventSegments(req: { body?: unknown }, kind: TraceMode): Segment[] {
+  const body = req.body;
+  if (isChunkedBody(body)) return [binarySegment(kind, body.chunks, body.length)];
+  if (isSegmentsBody(body)) return body.segments;
+  if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
+  return decodeJsonEvents(body as Record<string, unknown>, keyOrder(req));
 }
 
 /** Send JSON already encoded: no serializer, no schema walk. */

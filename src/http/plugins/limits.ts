@@ -6,7 +6,7 @@
  * is read; a chunked body is charged chunk by chunk as it arrives, and so is a
  * gzip, deflate or br body, by its decoded bytes as they are inflated. Past either
  * budget the request is 503 EBUSY with Retry-After and the connection closes
- * (a body refused before it is read: the socket stops reading and closes 2 s
+ * (the rest of a refused body is not read: the socket stops reading and closes 2 s
  * after the reply, so the client reads the reply, errors.ts closeAfter). The charge is released exactly once, when the response is
  * over: sent, failed, aborted or timed out ('close' of the ServerResponse,
  * which node emits on every one of those paths).

@@ -5,11 +5,9 @@ import {
 } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
 import { fail } from '../../engine/errno.js';
-import { binarySegment, decodeJsonEvents } from '../../engine/events.js';
 import { waitOut } from '../barrier.js';
-import { isChunkedBody, keyOrder, noteKeyOrder } from '../plugins/binary.js';
-import { isSegmentsBody } from '../plugins/json-body.js';
-import { binaryBody, fastValidator, sendJson } from '../fast.js';
+import { noteKeyOrder } from '../plugins/binary.js';
+import { binaryBody, eventSegments, fastValidator, sendJson } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 
 export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine; barrierMs?: number }): Promise<void> {
@@ -78,13 +76,7 @@ export async function remoteRoutes(app: FastifyInstance, opts: { engine: Engine;
   }, async (req, reply) => {
     const k = engine.kernel(req.params.kernel);
     const q = req.query;
-    const body: unknown = req.body;
-    const decode = () => {
-      if (isChunkedBody(body)) return [binarySegment(q.kind, body.chunks, body.length)];
-      if (isSegmentsBody(body)) return body.segments;
-      if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
-      return decodeJsonEvents(body as Record<string, unknown>, keyOrder(req));
-    };
+    const decode = () => eventSegments(req, q.kind);
     if (q.context === 'task') {
       if (q.tid === undefined) fail('EINVAL', 'context=task needs tid');
       if (q.cpu !== undefined) fail('EINVAL', 'context=task takes tid, not cpu');

@@ -4,10 +4,7 @@ import {
   EventReply, EventsQuery, JsonEvents, KernelParams, NoContent, SectionBody, ThreadList, ThreadPut, ThreadView, TidParams, problems,
 } from '../../../schemas/index.js';
 import type { Engine } from '../../engine/engine.js';
-import { fail } from '../../engine/errno.js';
-import { isChunkedBody, keyOrder } from '../plugins/binary.js';
-import { isSegmentsBody } from '../plugins/json-body.js';
-import { eventReplyJson, eventsBody, eventsQuery, fastValidator, sendJson, tidParams } from '../fast.js';
+import { eventReplyJson, eventSegments, eventsBody, eventsQuery, fastValidator, sendJson, tidParams } from '../fast.js';
 import { BinaryBody } from '../plugins/docs.js';
 import { threadView } from '../views.js';
 
@@ -112,16 +109,6 @@ export async function threadRoutes(app: FastifyInstance, opts: { engine: Engine 
   }, (req, reply) => {
     // Sync: no promise, no thenable reply.
     const k = engine.kernel(req.params.kernel);
-    const body: unknown = req.body;
-    if (isChunkedBody(body)) {
-      sendJson(reply, eventReplyJson(k.eventsBinary(req.params.tid, req.query.kind, body.chunks, body.length)));
-      return;
-    }
-    if (isSegmentsBody(body)) {
-      sendJson(reply, eventReplyJson(k.eventsSegments(req.params.tid, body.segments)));
-      return;
-    }
-    if (typeof body !== 'object' || body === null) fail('EINVAL', 'events body must be a JSON object or application/octet-stream');
-    sendJson(reply, eventReplyJson(k.eventsJson(req.params.tid, body as Record<string, unknown>, keyOrder(req))));
+    sendJson(reply, eventReplyJson(k.eventsSegments(req.params.tid, eventSegments(req, req.query.kind))));
   });
 }
