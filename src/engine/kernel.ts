@@ -404,6 +404,9 @@ export class Kernel<X extends DialectTypes = DialectTypes> {
 
   /** A batch already decoded into segments (a scanned JSON body, or the two above), applied atomically by thread `tid`. */
   eventsSegments(tid: number, segs: readonly Segment[]): EventResult {
+    // A known thread: the batch creates nothing, so there is nothing to undo (and no closure a batch).
+    const t = this.tids.get(tid);
+    if (t !== undefined) return this.apply(this.target(t), segs);
     return this.atomic(() => this.apply(this.target(this.ensureThread(tid)), segs));
   }
 
