@@ -158,9 +158,19 @@ export function streamCopyBytes(trace: Area, mode: TraceMode): number {
 
 export type CoverageFormat = 'binary' | 'json' | 'text';
 
+/** The Accept values clients send nearly always: one type, no parameters (what the parse below gives them). */
+const SINGLE = new Map<string, CoverageFormat>([
+  ['application/octet-stream', 'binary'], ['application/json', 'json'], ['text/plain', 'text'], ['*/*', 'json'],
+]);
+
 /** Pick a format from an Accept header (q-values honoured); JSON when nothing matches. */
 export function negotiate(accept: string | undefined): CoverageFormat {
   if (accept === undefined || accept === '') return 'json';
+  return SINGLE.get(accept) ?? negotiateList(accept);
+}
+
+/** The general parse of an Accept list (negotiate's short path is held to it in test/http/codecs/negotiate.test.ts). */
+export function negotiateList(accept: string): CoverageFormat {
   let best: CoverageFormat | null = null;
   let bestQ = -1;
   for (const part of accept.split(',')) {
