@@ -18,13 +18,19 @@ import type { Job, Load, Target } from './driver.js';
 
 export interface HttpCase {
   name: string;
-  /** Ratio kcovd / baseline the issue asks for. */
+  /** Ratio kcovd / baseline the issue asks for; 0: none (the column says `floor`, or `information` when `info`). */
   target: number;
+  /** A row that shows what bounds another (not a target): "information" in the target column. */
+  info?: boolean;
   kcovd: Load;
   /** 'unix': drive kcovd over its KCOV_SOCKET listener instead of TCP. */
   via?: 'tcp' | 'unix';
-  /** Another server in kcovd's place (a floor measured against a floor); a kind of bench/servers.ts. */
-  subject?: { server: string; name: string };
+  /**
+   * Another server in kcovd's place (a floor measured against a floor, or kcovd configured
+   * otherwise); a kind of bench/servers.ts. `setup` runs once that server is up (it may be
+   * called once for each case that names the server).
+   */
+  subject?: { server: string; name: string; setup?(ctx: BenchContext): Promise<void> };
   baseline: {
     /** A kind of bench/servers.ts ('raw-sink', 'raw-static', 'fastify', or 'file.js#export'). */
     server: string;

@@ -7,7 +7,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { K, pcBody, type BenchModule, type HttpCase, type Job, type Load, type MicroRow } from './cases.js';
-import { engineBench, snapshotCodecBench } from './micro.js';
+import { engineBenchIn, snapshotCodecBench } from './micro.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const ONLY = process.env.BENCH_ONLY;
@@ -35,7 +35,7 @@ export const core: BenchModule = {
     const countReset = (fd: number): Job & { extra: boolean } =>
       ({ method: 'PUT', path: `${K}/descriptors/${fd}/coverage/count`, headers: jsonH, body: '{"count":0}', extra: true });
 
-    const ingest = (bytes: number, via: 'tcp' | 'unix'): HttpCase => {
+    const ingest = (bytes: number, via: 'tcp' | 'unix', fds = ingestFds): HttpCase => {
       const body = pcBody(bytes / 8, 1);
       const perArea = Math.floor((AREA_WORDS - 1) / (bytes / 8));
       const load = (job: Load['job']): Load => ({ connections: INGEST_CONNS, pipelining: 1, durationMs: D, job });
@@ -45,7 +45,7 @@ export const core: BenchModule = {
         via,
         // Every connection has its own area; its count goes back to 0 before the area fills, so nothing is dropped.
         kcovd: load((c, n) => n % (perArea + 1) === perArea
-          ? countReset(ingestFds[c]!)
+          ? countReset(fds[c]!)
           : { method: 'POST', path: `${K}/threads/${100 + c}/events?kind=pc`, headers: octet, body }),
         baseline: {
           server: 'raw-sink', via, name: `node:http copy sink${via === 'unix' ? ', Unix socket' : ''}`,
@@ -66,9 +66,26 @@ export const core: BenchModule = {
     const jsonBatch = JSON.stringify({ pcs: Array.from({ length: 200 }, (_, i) => 0x81000000 + i * 4) });
     // Resets every 5000 requests keep the 1Mi-word areas from filling (nothing dropped).
     const refill = (c: number, n: number, job: Job): Job & { extra?: boolean } => (n % 5000 === 4999 ? countReset(smallFds[c]!) : job);
+    // The same ingestion on a kcovd with no cover union (KCOV_COVER=off): what the union's fold costs.
+    const offFds: number[] = [];
+    const noCover = (bytes: number): HttpCase => ({
+      ...ingest(bytes, 'tcp', offFds),
+      name: `binary PC ingest ${bytes / 1024} KiB, KCOV_COVER=off`,
+      target: 0,
+      info: true,
+      subject: {
+        server: 'kcovd-nocover', name: 'kcovd, no union',
+        async setup(sub) {
+          if (offFds.length > 0) return;
+          for (let c = 0; c < INGEST_CONNS; c++) offFds.push(await sub.tracedFd(100 + c, AREA_WORDS));
+        },
+      },
+    });
     return [
       ingest(64 * 1024, 'tcp'),
       ingest(512 * 1024, 'tcp'),
+      noCover(64 * 1024),
+      noCover(512 * 1024),
       ingest(64 * 1024, 'unix'),
       ingest(512 * 1024, 'unix'),
       small('GET descriptor', (c) => ({ method: 'GET', path: `${K}/descriptors/${smallFds[c]}` })),
@@ -84,6 +101,12 @@ export const core: BenchModule = {
         target: 0,
         subject: { server: 'fastify', name: 'Fastify PUT' },
       },
+      {
+        // Not a target: what 10 µs of route code, any code, costs in these ratios on this machine.
+        ...small('floor: Fastify hello world after 10 µs of work', () => ({ method: 'GET', path: '/work/10' })),
+        target: 0,
+        subject: { server: 'fastify', name: 'Fastify + 10 µs' },
+      },
       small('JSON snapshot of 32 PCs', () => ({ method: 'GET', path: `${K}/descriptors/${jsonFd}/coverage`, headers: { accept: 'application/json' } })),
       {
         name: 'binary snapshot 512Ki words',
@@ -95,7 +118,7 @@ export const core: BenchModule = {
   },
   async micro(rounds) {
     const rows: MicroRow[] = [];
-    if (ONLY === undefined || 'engine'.includes(ONLY)) rows.push(...engineBench(rounds));
+    if (ONLY === undefined || 'engine'.includes(ONLY)) for (const cover of [true, false]) rows.push(...(await engineBenchIn(rounds, cover)));
     if (ONLY === undefined || 'snapshot codecs'.includes(ONLY)) rows.push(...snapshotCodecBench(rounds));
     if (ONLY === undefined || 'memory'.includes(ONLY)) {
       const child = fork(`${HERE}memory.js`, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--expose-gc'] });

@@ -64,8 +64,8 @@ async function spawnServer(kind: string): Promise<Server> {
   return { endpoint, child };
 }
 
-/** The target column: "≥ t ✓/✗", or "floor" for a case with no target (target 0). */
-const mark = (target: number, ratio: number): string => (target === 0 ? 'floor' : `≥ ${target} ${ratio >= target ? '✓' : '✗'}`);
+/** The target column: "≥ t ✓/✗", or "floor"/"information" for a case with no target (target 0). */
+const mark = (c: HttpCase, ratio: number): string => (c.target === 0 ? (c.info === true ? 'information' : 'floor') : `≥ ${c.target} ${ratio >= c.target ? '✓' : '✗'}`);
 
 async function main(): Promise<void> {
   const t0 = performance.now();
@@ -86,7 +86,10 @@ async function main(): Promise<void> {
   }
   for (const c of cases) {
     await server(c.baseline.server);
-    if (c.subject !== undefined) await server(c.subject.server);
+    if (c.subject !== undefined) {
+      const s = await server(c.subject.server);
+      await c.subject.setup?.(context({ origin: s.endpoint.origin }, DURATION_MS, ROUNDS));
+    }
   }
 
   // ---- rounds: round 0 warms up and is not counted ----
@@ -129,9 +132,9 @@ async function main(): Promise<void> {
     const kib = /(\d+) KiB/.exec(c.name);
     const mbps = kib !== null ? ` (${(median(kRps.get(c.name)!) * Number(kib[1]) / 1024).toFixed(0)} MiB/s)` : '';
     const who = c.subject === undefined ? '' : `${c.subject.name}: `;
-    rows.push(`| ${c.name} | ${who}${median(kRps.get(c.name)!).toFixed(0)} req/s${mbps} | ${c.baseline.name} | ${median(bRps.get(c.name)!).toFixed(0)} req/s | **${median(r).toFixed(2)}×** | ${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)} | ${mark(c.target, median(r))} |`);
+    rows.push(`| ${c.name} | ${who}${median(kRps.get(c.name)!).toFixed(0)} req/s${mbps} | ${c.baseline.name} | ${median(bRps.get(c.name)!).toFixed(0)} req/s | **${median(r).toFixed(2)}×** | ${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)} | ${mark(c, median(r))} |`);
     const cr = cpuRatios.get(c.name)!;
-    cpuRows.push(`| ${c.name} | ${who}${median(kCpu.get(c.name)!).toFixed(1)} µs | ${c.baseline.name} | ${median(bCpu.get(c.name)!).toFixed(1)} µs | **${median(cr).toFixed(2)}×** | ${Math.min(...cr).toFixed(2)}–${Math.max(...cr).toFixed(2)} | ${mark(c.target, median(cr))} |`);
+    cpuRows.push(`| ${c.name} | ${who}${median(kCpu.get(c.name)!).toFixed(1)} µs | ${c.baseline.name} | ${median(bCpu.get(c.name)!).toFixed(1)} µs | **${median(cr).toFixed(2)}×** | ${Math.min(...cr).toFixed(2)}–${Math.max(...cr).toFixed(2)} | ${mark(c, median(cr))} |`);
   }
 
   await Promise.all([...servers.values()].map((s) => new Promise((resolve) => {

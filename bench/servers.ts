@@ -5,12 +5,14 @@
  * and reports where over IPC.
  *   kcovd       the real service as `npm start` starts it (src/server.ts start():
  *               its default logging, KCOV_SOCKET listener), log lines to /dev/null
+ *   kcovd-nocover  the same with KCOV_COVER=off (no cover union, so no fold): what the union costs
  *   raw-sink    node:http copying every request body into a buffer of its connection (TCP and
  *               Unix socket); POST /events?area=BYTES sizes it as kcovd's area of that connection
  *               is sized, so both sides write the same amount of memory
  *   raw-static  node:http serving one static Buffer (GET /?size=bytes picks it)
  *   fastify     Fastify hello world (GET /), and PUT /x/:a/:b with a JSON body answering a
- *               constant: Fastify's own floor for a request with a body and params
+ *               constant: Fastify's own floor for a request with a body and params; GET /work/:us
+ *               is hello world after :us µs of busy work (what any route code costs in the ratio)
  *   <file>#<export>  any other: `export async function x(): Promise<Endpoint>` in dist/bench/<file>
  *               (a case module's own server, without touching this file)
  */
@@ -100,15 +102,22 @@ async function start(kind: string): Promise<Endpoint> {
     case 'fastify': {
       const app = Fastify({ logger: false });
       app.get('/', async () => ({ hello: 'world' }));
+      app.get('/work/:us', async (req) => {
+        const until = performance.now() + Number((req.params as { us: string }).us) / 1000;
+        while (performance.now() < until);
+        return { hello: 'world' };
+      });
       app.put('/x/:a/:b', (_req, reply) => { reply.header('content-type', 'application/json; charset=utf-8').send('{"count":0,"words":1048576}'); });
       await app.listen({ port: 0, host: '127.0.0.1' });
       return { origin: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
     }
-    case 'kcovd': {
+    case 'kcovd':
+    case 'kcovd-nocover': {
       // As `npm start` runs it: the default log level and request logging unless the
       // bench's own environment sets them (LOG_LEVEL=silent npm run bench compares).
-      const env: Record<string, string> = { KCOV_NCPUS: '2', KCOV_MEMORY_LIMIT: '2G', PORT: '0', HOST: '127.0.0.1', KCOV_SOCKET: socketPath('kcovd.sock') };
+      const env: Record<string, string> = { KCOV_NCPUS: '2', KCOV_MEMORY_LIMIT: '2G', PORT: '0', HOST: '127.0.0.1', KCOV_SOCKET: socketPath(`${kind}.sock`) };
       for (const k of ['LOG_LEVEL', 'KCOV_LOG_REQUESTS', 'KCOV_COVER']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+      if (kind === 'kcovd-nocover') env.KCOV_COVER = 'off';
       // Imported here: baseline processes do not load kcovd.
       const { loadConfig } = await import('../src/config.js');
       const { start: startKcovd } = await import('../src/server.js');
