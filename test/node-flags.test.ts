@@ -26,20 +26,23 @@ async function startupLog(flags: readonly string[]): Promise<string> {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start: ${out}`)), 20_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (/Server listening/.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no start: ${out}`)), 20_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (/Server listening/.test(out)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
     });
-  });
-  // The flag check is logged right after the listeners are up.
-  await new Promise((r) => setTimeout(r, 300));
-  child.kill('SIGKILL');
-  return out;
+    // The flag check is logged right after the listeners are up.
+    await new Promise((r) => setTimeout(r, 300));
+    return out;
+  } finally {
+    child.kill('SIGKILL');
+  }
 }
 
 t.test('the server logs the flags it runs without, and nothing when it has them', async (t) => {
