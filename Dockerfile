@@ -32,5 +32,4 @@ EXPOSE 5268
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "-e", "require('node:http').get({host:'127.0.0.1',port:process.env.PORT||5268,path:'/healthz',timeout:4000},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1)).on('timeout',()=>process.exit(1))"]
 STOPSIGNAL SIGTERM
-# The node flags of src/node-flags.ts (test/node-flags.test.ts keeps them the same).
-CMD ["node", "--initial-old-space-size=96", "dist/src/server.js"]
+CMD ["node", "dist/src/server.js"]

@@ -13,7 +13,6 @@ import { request } from 'undici';
 import { run, type Load } from './driver.js';
 import { cpuOf, type BenchModule, type MicroRow } from './cases.js';
 import { Engine } from '../src/engine/engine.js';
-import { NODE_FLAGS } from '../src/node-flags.js';
 import { installed, RedisServer } from '../test/fleet/servers.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -28,7 +27,7 @@ const median = (xs: number[]): number => {
 };
 
 async function spawnKcovd(fleetUrl?: string): Promise<Server> {
-  const child = fork(`${HERE}fleet-server.js`, fleetUrl === undefined ? [] : [fleetUrl], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...NODE_FLAGS] });
+  const child = fork(`${HERE}fleet-server.js`, fleetUrl === undefined ? [] : [fleetUrl], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m: { port: number }) => resolve(m.port));
     child.once('exit', (code) => reject(new Error(`fleet-server exited (${code})`)));

@@ -7,7 +7,6 @@
  * (with waiters / without). Per-resource wake-up keeps it near 1.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { NODE_FLAGS } from '../src/node-flags.js';
 import { fileURLToPath } from 'node:url';
 import { Pool, request } from 'undici';
 import { run, type Load } from './driver.js';
@@ -23,7 +22,7 @@ interface Server { origin: string; child: ChildProcess }
 async function spawn(): Promise<Server> {
   // BENCH_PROF=dir: each server writes a CPU profile there when the run ends.
   const prof = process.env.BENCH_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
-  const child = fork(`${HERE}servers.js`, ['kcovd'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [...NODE_FLAGS, ...prof] });
+  const child = fork(`${HERE}servers.js`, ['kcovd'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: prof });
   const origin = await new Promise<string>((resolve, reject) => {
     child.once('message', (m: { endpoint: { origin: string } }) => resolve(m.endpoint.origin));
     child.once('exit', (code) => reject(new Error(`kcovd server exited (${code})`)));

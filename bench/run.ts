@@ -18,7 +18,6 @@ import { runtime } from './runtime.js';
 import { reject } from './reject.js';
 import { run, type Load, type Target } from './driver.js';
 import type { Endpoint } from './servers.js';
-import { NODE_FLAGS } from '../src/node-flags.js';
 
 const MODULES: BenchModule[] = [
   core,
@@ -57,9 +56,7 @@ async function spawnServer(kind: string): Promise<Server> {
   // BENCH_PROF=dir: every server writes a CPU profile there (node --cpu-prof) when the run ends.
   const prof = process.env.BENCH_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [];
   // stdout (kcovd's log lines) goes to /dev/null: logging costs its formatting and write, not a terminal.
-  // kcovd runs with the node flags `npm start` gives it (src/node-flags.ts).
-  const flags = kind.startsWith('kcovd') ? NODE_FLAGS : [];
-  const child = fork(`${HERE}servers.js`, [kind], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [...flags, ...prof] });
+  const child = fork(`${HERE}servers.js`, [kind], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: prof });
   const endpoint = await new Promise<Endpoint>((resolve, reject) => {
     child.once('message', (m: { endpoint: Endpoint }) => resolve(m.endpoint));
     child.once('exit', (code) => reject(new Error(`${kind} server exited (${code})`)));

@@ -10,7 +10,6 @@
  * after it). `node dist/bench/runtime.js` runs it alone.
  */
 import { spawn } from 'node:child_process';
-import { NODE_FLAGS } from '../src/node-flags.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -50,7 +49,7 @@ function cpuMs(pid: number | undefined): number {
 }
 
 async function startKcovd(sock: string): Promise<{ url: string; pid: number | undefined; stop: () => void }> {
-  const child = spawn(process.execPath, [...NODE_FLAGS, SERVER_JS], {
+  const child = spawn(process.execPath, [SERVER_JS], {
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', KCOV_SOCKET: sock, LOG_LEVEL: 'info', KCOV_MEMORY_LIMIT: '2G' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -3,7 +3,6 @@ import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { loadConfig, type Config } from './config.js';
-import { NODE_FLAGS } from './node-flags.js';
 import { buildApp } from './http/app.js';
 import { clientErrorHandler, writeRawProblem } from './http/plugins/errors.js';
 import { RETRY_AFTER, serverOptions } from './http/plugins/limits.js';
@@ -73,10 +72,6 @@ export async function start(config: Config) {
   const unix = config.socket === undefined ? undefined : unixListener(app, config, config.socket);
   await app.listen({ port: config.port, host: config.host });
   if (unix !== undefined) await unix.listen();
-  const missing = NODE_FLAGS.filter((f) => !process.execArgv.includes(f));
-  if (missing.length > 0) {
-    app.log.info({ missing }, 'node runs without the flags npm start passes (src/node-flags.ts): under steady ingestion it may collect garbage more often');
-  }
   const sockets = [trackConnections(app.server), ...(unix === undefined ? [] : [trackConnections(unix.server)])];
   let closing = false;
   const shutdown = (signal: string) => {

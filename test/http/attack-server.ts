@@ -8,7 +8,6 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { NODE_FLAGS } from '../../src/node-flags.js';
 
 const SERVER = fileURLToPath(new URL('../../src/server.js', import.meta.url));
 export const MEMORY_LIMIT = 256 * 1024 * 1024;
@@ -51,9 +50,8 @@ function rssOf(pid: number): number {
 export async function startServer(env: Record<string, string> = {}): Promise<Server> {
   // Under tap, @tapjs/processinfo puts an --import of its coverage hooks into NODE_OPTIONS of every
   // child process spawned, whatever env it is given: in the server they took 45 MiB of RSS that users
-  // never have. env(1) drops NODE_OPTIONS before node starts, so the suite measures the server as it runs
-  // (with the node flags npm start passes).
-  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, ...NODE_FLAGS, SERVER], {
+  // never have. env(1) drops NODE_OPTIONS before node starts, so the suite measures the server as it runs.
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, SERVER], {
     env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', KCOV_MEMORY_LIMIT: '256M', KCOV_NCPUS: '2', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
