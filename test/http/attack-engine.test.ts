@@ -16,7 +16,7 @@ const post = (port: number, path: string, body: unknown) => raw(port, http('POST
 // The guard table is charged as it grows (old and new while both live, the old one given back at
 // once), a refused growth costs no ENOMEM per PC, and a batch is read from its chunks in place. What
 // the budget does not count at a full budget is node itself, V8's heap and socket chunks waiting for a
-// GC: peak 357-376 MiB (docs/limits.md, "Unique guards").
+// GC: peak 356-373 MiB (docs/limits.md, "Unique guards").
 t.test('KCOV_UNIQUE_ENABLE guards: a million distinct PCs in kernel after kernel are charged or refused', async (t) => {
   const s = await startServer({ KCOV_MAX_KERNELS: '16' });
   t.teardown(() => s.stop());
