@@ -13,6 +13,7 @@
  * of per-round ratios, server CPU per request beside them). `BENCH_ONLY` keeps
  * the cases whose name contains it.
  */
+import { fork } from 'node:child_process';
 import { request } from 'undici';
 import type { Job, Load, Target } from './driver.js';
 
@@ -117,6 +118,15 @@ export function context(kcovd: Target, durationMs: number, rounds: number): Benc
 }
 
 export type { Job, Load, Target };
+
+/** Run `file` in a child process of its own and resolve with the one message it sends back. */
+export function childResult<T>(file: string, args: string[] = [], execArgv: string[] = []): Promise<T> {
+  const child = fork(file, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+  return new Promise<T>((resolve, reject) => {
+    child.once('message', (m: T) => resolve(m));
+    child.once('exit', (code) => reject(new Error(`${file} ${args.join(' ')} exited (${code})`)));
+  });
+}
 
 /** CPU microseconds a bench server process (bench/servers.ts, forked with IPC) has used so far. */
 export function cpuOf(s: { child: import('node:child_process').ChildProcess }): Promise<number> {

@@ -4,9 +4,8 @@
  * binary snapshot against a raw static Buffer; in process, the engine against
  * TypedArray.set, the snapshot encoders, and memory.
  */
-import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { K, pcBody, type BenchModule, type HttpCase, type Job, type Load, type MicroRow } from './cases.js';
+import { childResult, K, pcBody, type BenchModule, type HttpCase, type Job, type Load, type MicroRow } from './cases.js';
 import { engineBenchIn, snapshotCodecBench } from './micro.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -121,11 +120,7 @@ export const core: BenchModule = {
     if (ONLY === undefined || 'engine'.includes(ONLY)) for (const cover of [true, false]) rows.push(...(await engineBenchIn(rounds, cover)));
     if (ONLY === undefined || 'snapshot codecs'.includes(ONLY)) rows.push(...snapshotCodecBench(rounds));
     if (ONLY === undefined || 'memory'.includes(ONLY)) {
-      const child = fork(`${HERE}memory.js`, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--expose-gc'] });
-      const m = await new Promise<{ line: string; row: string }>((resolve, reject) => {
-        child.once('message', (x: { line: string; row: string }) => resolve(x));
-        child.once('exit', (code) => reject(new Error(`memory bench exited (${code})`)));
-      });
+      const m = await childResult<{ line: string; row: string }>(`${HERE}memory.js`, [], ['--expose-gc']);
       rows.push({ name: 'memory', value: '', baseline: '', baselineValue: '', ratio: NaN, min: NaN, max: NaN, target: '', raw: m.row, note: m.line });
     }
     return rows;

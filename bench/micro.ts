@@ -3,11 +3,10 @@
  * the same bytes, and the JSON/text snapshot encoders against
  * Buffer.toString('hex') of the same area. Medians over rounds.
  */
-import { median, type MicroRow } from './cases.js';
+import { childResult, median, type MicroRow } from './cases.js';
 import { Engine } from '../src/engine/engine.js';
 import type { Kernel } from '../src/engine/kernel.js';
 import { coverageJsonBuffer, coverageTextBuffer } from '../src/http/codecs/coverage.js';
-import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export type { MicroRow };
@@ -137,11 +136,7 @@ export function snapshotCodecBench(rounds: number): MicroRow[] {
 
 /** engineBench in a child process of its own. */
 export function engineBenchIn(rounds: number, cover: boolean): Promise<MicroRow[]> {
-  const child = fork(fileURLToPath(import.meta.url), ['engine', String(rounds), cover ? 'on' : 'off'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    child.once('message', (rows: MicroRow[]) => resolve(rows));
-    child.once('exit', (code) => reject(new Error(`engine bench exited (${code})`)));
-  });
+  return childResult<MicroRow[]>(fileURLToPath(import.meta.url), ['engine', String(rounds), cover ? 'on' : 'off']);
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === 'engine') {
